@@ -1,0 +1,105 @@
+"""Flat parameter views and the conjugate-gradient solver used for F⁻¹g."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+#: Default number of CG iterations (Schulman et al. 2015, appendix C use 10).
+CG_ITERS = 10
+#: Default CG stopping tolerance on the squared residual norm ‖b − Ax‖².
+CG_TOL = 1e-10
+
+
+def flat_params(module: nn.Module) -> Tensor:
+    """θ as one detached vector (a copy)."""
+    return torch.nn.utils.parameters_to_vector(module.parameters()).detach().clone()
+
+
+def set_flat_params(module: nn.Module, flat: Tensor) -> None:
+    """Write θ back, bit-exactly, from a vector made by :func:`flat_params`."""
+    with torch.no_grad():
+        torch.nn.utils.vector_to_parameters(flat, module.parameters())
+
+
+def flat_grad(output: Tensor, params: Iterable[nn.Parameter], **kwargs: bool) -> Tensor:
+    """∇ output w.r.t. ``params`` as one vector (zeros for parameters it does not touch)."""
+    params = list(params)
+    grads = torch.autograd.grad(output, params, allow_unused=True, **kwargs)
+    return torch.cat(
+        [(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(grads, params)]
+    )
+
+
+@dataclass(frozen=True)
+class CGResult:
+    """The solution of Ax = b and how the solve went."""
+
+    x: Tensor
+    #: ‖b − Ax‖ at the returned x (recomputed recursively by CG).
+    residual: float
+    iterations: int
+    #: Why CG stopped: "converged", "max_iters", or "breakdown" (pᵀAp ≤ 0 or not finite:
+    #: A is not positive definite along the search direction).
+    status: str
+
+
+def conjugate_gradient(
+    Av: Callable[[Tensor], Tensor], b: Tensor, *, iters: int = CG_ITERS, tol: float = CG_TOL
+) -> CGResult:
+    """Solve A x = b for symmetric positive-definite A given only v ↦ Av.
+
+    Hestenes & Stiefel (1952); Nocedal & Wright, *Numerical Optimization*, Alg. 5.2. Starts from
+    x₀ = 0 (so the first iterate is along b, and the result is deterministic) and stops when
+    ‖r‖² ≤ ``tol`` or after ``iters`` iterations. If the curvature pᵀAp along a search direction is
+    not positive and finite, it stops and returns the last good iterate with status
+    "breakdown" — for a Fisher matrix that means numerical trouble, never a valid solution.
+
+    Args:
+        Av: v ↦ A v, for v of b's shape.
+        b: right-hand side, shape ``[P]``.
+        iters: maximum number of iterations (≥ 1).
+        tol: tolerance on the squared residual norm.
+    """
+    if iters < 1:
+        raise ValueError(f"conjugate_gradient: iters must be >= 1, got {iters}")
+    if not torch.isfinite(b).all():
+        return CGResult(torch.zeros_like(b), float("nan"), 0, "breakdown")
+    x = torch.zeros_like(b)
+    r = b.clone()
+    p = b.clone()
+    rr = torch.dot(r, r)
+    status = "max_iters"
+    done = 0
+    for i in range(iters):
+        if rr <= tol:
+            status = "converged"
+            break
+        Ap = Av(p)
+        pAp = torch.dot(p, Ap)
+        if not torch.isfinite(pAp) or pAp <= 0:
+            status = "breakdown"
+            break
+        alpha = rr / pAp
+        x = x + alpha * p
+        r = r - alpha * Ap
+        rr_new = torch.dot(r, r)
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+        done = i + 1
+    else:
+        if rr <= tol:
+            status = "converged"
+    return CGResult(x, float(rr.sqrt()), done, status)
+
+
+def angle_degrees(u: Tensor, v: Tensor) -> float:
+    """The angle between two vectors in degrees (nan if either is zero)."""
+    denom = u.norm() * v.norm()
+    if denom == 0:
+        return float("nan")
+    cos = (torch.dot(u, v) / denom).clamp(-1.0, 1.0)
+    return float(torch.rad2deg(torch.arccos(cos)))
