@@ -79,9 +79,7 @@ def fisher_matrix(policy: nn.Module, obs: Tensor) -> Tensor:
     for k in range(K):
         e = torch.zeros(batch, K, dtype=J.dtype)
         e[:, k] = 1.0
-        tangents = tuple(
-            t.reshape(o.shape) for t, o in zip(torch.split(e, sizes, dim=1), outputs)
-        )
+        tangents = tuple(t.reshape(o.shape) for t, o in zip(torch.split(e, sizes, dim=1), outputs))
         cols.append(torch.cat([m.reshape(batch, -1) for m in dist.metric(tangents)], dim=1))
     M = torch.stack(cols, dim=-1)  # [B, K, K]
     return torch.einsum("bkp,bkl,blq->pq", J, M, J) / batch

@@ -20,18 +20,24 @@ def flat_params(module: nn.Module) -> Tensor:
 
 
 def set_flat_params(module: nn.Module, flat: Tensor) -> None:
-    """Write θ back, bit-exactly, from a vector made by :func:`flat_params`."""
+    """Write θ back, bit-exactly, from a vector made by :func:`flat_params`.
+
+    Copies in place (``vector_to_parameters`` would instead make the parameters views of
+    ``flat``, so later changes to ``flat`` would silently change the module and vice versa).
+    """
     with torch.no_grad():
-        torch.nn.utils.vector_to_parameters(flat, module.parameters())
+        offset = 0
+        for p in module.parameters():
+            n = p.numel()
+            p.copy_(flat[offset : offset + n].view_as(p))
+            offset += n
 
 
 def flat_grad(output: Tensor, params: Iterable[nn.Parameter], **kwargs: bool) -> Tensor:
     """∇ output w.r.t. ``params`` as one vector (zeros for parameters it does not touch)."""
     params = list(params)
     grads = torch.autograd.grad(output, params, allow_unused=True, **kwargs)
-    return torch.cat(
-        [(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(grads, params)]
-    )
+    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(grads, params)])
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ def _start(policy: nn.Module, batch: PolicyBatch) -> _Start:
     logp_old = old.log_prob(batch.actions)
     surr = surrogate(dist, batch, logp_old)
     g = flat_grad(surr, policy.parameters())
-    return _Start(theta, old, logp_old, float(surr), g, float(old.entropy().mean()))
+    return _Start(theta, old, logp_old, float(surr.detach()), g, float(old.entropy().mean()))
 
 
 def _evaluate(policy: nn.Module, batch: PolicyBatch, s: _Start) -> tuple[float, float]:
@@ -278,9 +278,9 @@ def backtracking_line_search(
     for k in range(max_backtracks + 1):
         set_flat_params(policy, theta_old + (backtrack_ratio**k) * full_step)
         surr, measured = evaluate()
-        if math.isfinite(surr) and math.isfinite(measured):
-            if measured <= max_kl and surr > surrogate_old:
-                return LineSearchResult(True, k, surr, measured)
+        finite = math.isfinite(surr) and math.isfinite(measured)
+        if finite and measured <= max_kl and surr > surrogate_old:
+            return LineSearchResult(True, k, surr, measured)
     set_flat_params(policy, theta_old)
     return LineSearchResult(False, max_backtracks + 1, surr, measured)
 

@@ -1,0 +1,5 @@
+import sys
+
+from trustpg.cli import main
+
+sys.exit(main())

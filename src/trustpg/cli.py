@@ -1,0 +1,239 @@
+"""``trustpg`` command line: train, eval, plot, experiment.
+
+``train`` is generated from :class:`trustpg.config.TrainConfig` by tyro, so ``trustpg train --help``
+documents every hyperparameter. Errors in user input print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import tyro
+
+from trustpg.checkpoint import CheckpointError
+from trustpg.config import TrainConfig, deferred_validation, validate
+from trustpg.presets import preset_overrides
+from trustpg.rollout import EnvFault
+from trustpg.trainer import TrainingFault
+
+USAGE = """usage: trustpg {train,eval,plot,experiment} ...
+
+  train       train an agent (trustpg train --help lists every hyperparameter)
+  eval        evaluate a run directory or checkpoint
+  plot        learning curves from run directories
+  experiment  the seed's experiments (bernoulli, invariance, angle, ...)
+"""
+
+
+class UserError(Exception):
+    """Bad input from the user: reported in one line, exit status 2."""
+
+
+def _fail(msg: str) -> int:
+    print(f"trustpg: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    commands = {
+        "train": cmd_train,
+        "eval": cmd_eval,
+        "plot": cmd_plot,
+        "experiment": cmd_experiment,
+    }
+    if command not in commands:
+        return _fail(f"unknown command {command!r}; choose from {', '.join(commands)}")
+    try:
+        return commands[command](rest)
+    except (UserError, ValueError, TypeError, CheckpointError) as e:
+        return _fail(str(e))
+    except (EnvFault, TrainingFault) as e:
+        print(f"trustpg: stopped: {e}", file=sys.stderr)
+        return 1
+
+
+def _load_config_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"--config {path}: no such file")
+    text = path.read_text()
+    if path.suffix == ".toml":
+        import tomllib
+
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise UserError(f"--config {path}: invalid TOML: {e}") from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise UserError(f"--config {path}: invalid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"--config {path}: expected a table/object of config fields")
+    return data
+
+
+def parse_train_args(argv: list[str]) -> tuple[TrainConfig, Path | None]:
+    """Resolve preset → config file → flags into a TrainConfig; also returns --resume."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--preset")
+    pre.add_argument("--config", type=Path)
+    pre.add_argument("--resume", type=Path)
+    pre.add_argument("--env-module", action="append", default=[])
+    known, rest = pre.parse_known_args(argv)
+    for module in known.env_module:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise UserError(f"--env-module {module}: cannot import: {e}") from None
+    base: dict[str, Any] = {}
+    if known.resume is not None:
+        base = _resume_config(known.resume)
+    if known.config is not None:
+        base.update(_load_config_file(known.config))
+    if known.preset is not None:
+        env = _peek_env(rest) or base.get("env", TrainConfig.env)
+        base = {**preset_overrides(known.preset, env), **base}
+    try:
+        default = TrainConfig.from_dict(base)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"config: {e}") from None
+    description = (
+        "Train VPG, NPG or TRPO. Extra options: --preset NAME (classic, mujoco), "
+        "--config FILE (.toml or .json; a run's config.json reproduces it), --resume RUN_DIR, "
+        "--env-module PKG (import a package that registers envs). Flags override all of these."
+    )
+    with deferred_validation():
+        config = tyro.cli(TrainConfig, args=rest, default=default, prog="trustpg train",
+                          description=description)  # fmt: skip
+    validate(config)
+    return config, known.resume
+
+
+def _peek_env(args: list[str]) -> str | None:
+    for i, a in enumerate(args):
+        if a == "--env" and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith("--env="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def _resume_config(run: Path) -> dict[str, Any]:
+    cfg = run / "config.json"
+    if not cfg.is_file():
+        raise UserError(f"--resume {run}: not a run directory (no config.json)")
+    return json.loads(cfg.read_text())
+
+
+def cmd_train(argv: list[str]) -> int:
+    from trustpg.agent import Agent
+
+    config, resume = parse_train_args(argv)
+    if resume is not None:
+        run_dir = resume
+        agent = Agent.load(run_dir / "checkpoints" / "last", **_changed(config, run_dir))
+        remaining = config.steps - agent.num_timesteps
+        print(f"resuming {run_dir} at {agent.num_timesteps} steps; {max(remaining, 0)} to go")
+    else:
+        name = config.run_name or (
+            f"{config.env}__{config.algo}__s{config.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+        )
+        run_dir = config.run_dir / name
+        if (run_dir / "checkpoints").exists():
+            raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} or another --run-name")
+        agent = Agent(config)
+        remaining = config.steps
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(agent.config.to_dict(), indent=2) + "\n")
+    t0 = time.perf_counter()
+    try:
+        agent.learn(max(remaining, 0), run_dir=run_dir)
+    finally:
+        agent.close()
+    seconds = time.perf_counter() - t0
+    if agent.interrupted:
+        print(f"interrupted at {agent.num_timesteps} steps; checkpoint saved. "
+              f"Continue with: trustpg train --resume {run_dir}")  # fmt: skip
+        return 0
+    summary: dict[str, Any] = {"env_steps": agent.num_timesteps, "train_seconds": seconds}
+    if config.eval_episodes:
+        mean, std, returns = agent.evaluate(config.eval_episodes)
+        summary.update(eval_mean=mean, eval_std=std, eval_returns=returns)
+        print(f"evaluation over {config.eval_episodes} episodes: {mean:.1f} ± {std:.1f}")
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"run saved in {run_dir}  ({agent.num_timesteps} steps, {seconds:.1f} s)")
+    return 0
+
+
+def _changed(config: TrainConfig, run: Path) -> dict[str, Any]:
+    """Fields the user changed on the command line relative to the run's saved config."""
+    saved = TrainConfig.from_dict(_resume_config(run))
+    return {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(config, f.name) != getattr(saved, f.name)
+    }
+
+
+def _checkpoint_for(target: Path, which: str) -> Path:
+    if target.is_dir():
+        path = target / "checkpoints" / f"{which}.safetensors"
+        if not path.exists():
+            raise UserError(f"{target}: no {which} checkpoint (looked for {path})")
+        return path
+    return target
+
+
+def cmd_eval(argv: list[str]) -> int:
+    from trustpg.agent import Agent
+
+    p = argparse.ArgumentParser(prog="trustpg eval", description="Evaluate a trained agent.")
+    p.add_argument("run", type=Path, help="run directory or .safetensors checkpoint")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--deterministic", dest="deterministic", action="store_true", default=True)
+    mode.add_argument("--stochastic", dest="deterministic", action="store_false")
+    p.add_argument("--seed", type=int, default=None, help="first episode's env seed")
+    args = p.parse_args(argv)
+    if args.episodes < 1:
+        raise UserError(f"--episodes must be >= 1, got {args.episodes}")
+    agent = Agent.load(_checkpoint_for(args.run, args.checkpoint))
+    mean, std, _ = agent.evaluate(args.episodes, args.deterministic, args.seed)
+    kind = "deterministic" if args.deterministic else "stochastic"
+    print(f"{agent.config.env} {agent.config.algo.upper()} ({kind}, {args.episodes} episodes): "
+          f"{mean:.2f} ± {std:.2f}")  # fmt: skip
+    return 0
+
+
+def cmd_plot(argv: list[str]) -> int:
+    from trustpg.plotting import plot_runs
+
+    p = argparse.ArgumentParser(prog="trustpg plot", description="Plot learning curves.")
+    p.add_argument("runs", type=Path, nargs="+", help="run directories (holding metrics.csv)")
+    p.add_argument("--out", type=Path, default=Path("curves.png"))
+    p.add_argument("--x", default="env_steps", help="x column: env_steps or wall_time")
+    p.add_argument("--y", default="mean_return", help="any metrics.csv column")
+    args = p.parse_args(argv)
+    out = plot_runs(args.runs, args.out, x=args.x, y=args.y)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_experiment(argv: list[str]) -> int:
+    from trustpg.experiments import run_experiment
+
+    return run_experiment(argv)

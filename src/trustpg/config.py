@@ -1,0 +1,202 @@
+"""Every hyperparameter of a run, in one frozen dataclass; the CLI is generated from it."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+Algo = Literal["trpo", "npg", "vpg"]
+_VALIDATE = True
+
+
+@contextlib.contextmanager
+def deferred_validation():
+    """Build configs without checking them (the CLI parses first, then reports one clear error)."""
+    global _VALIDATE
+    _VALIDATE = False
+    try:
+        yield
+    finally:
+        _VALIDATE = True
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run. Defaults are a TRPO run on CartPole-v1."""
+
+    algo: Algo = "trpo"
+    """Update rule: trpo (KL-constrained natural step + line search), npg (natural step), vpg."""
+    env: str = "CartPole-v1"
+    """Gymnasium environment id."""
+    steps: int = 100_000
+    """Total environment steps (summed over all envs)."""
+    seed: int = 0
+    """Seeds the networks, action sampling, minibatch order and the environments."""
+    num_envs: int = 8
+    """Number of environments in the vector env."""
+    steps_per_env: int = 256
+    """Steps each env takes per update; the batch has num_envs × steps_per_env transitions."""
+    vectorization: Literal["sync", "async"] = "sync"
+    """Gymnasium vector env: sync (one process) or async (one subprocess per env)."""
+    env_kwargs: str = "{}"
+    """Keyword arguments for gymnasium.make, as a JSON object (parsed, never evaluated)."""
+
+    gamma: float = 0.99
+    """Discount factor γ."""
+    gae_lambda: float = 0.97
+    """GAE λ (bias/variance trade-off of the advantage estimate)."""
+    normalize_advantages: bool = True
+    """Standardise advantages per batch."""
+    normalize_obs: bool = True
+    """Running mean/std observation normalisation (statistics saved with checkpoints)."""
+    obs_clip: float = 10.0
+    """Normalised observations are clipped to ±obs_clip."""
+    normalize_reward: bool = False
+    """Scale rewards by the running std of the discounted return (as SB3's VecNormalize)."""
+
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Hidden layer sizes of the actor and the critic."""
+    activation: Literal["tanh", "relu", "elu"] = "tanh"
+    """Hidden activation."""
+    log_std_init: float = 0.0
+    """Initial log σ of Gaussian policies."""
+
+    max_kl: float = 0.01
+    """KL budget δ for TRPO, and for NPG when npg_step_size is unset."""
+    npg_step_size: float | None = None
+    """Fixed NPG step α (the seed's rule θ += α F⁻¹g). Unset: α makes ½xᵀFx = max_kl."""
+    vpg_lr: float = 0.01
+    """VPG learning rate α (θ += α g)."""
+    vpg_optimizer: Literal["sgd", "adam"] = "sgd"
+    """VPG step: plain gradient ascent (the seed's) or Adam."""
+    damping: float = 0.1
+    """Damping λ added to the Fisher matrix in (F + λI)⁻¹g."""
+    cg_iters: int = 10
+    """Conjugate-gradient iterations."""
+    cg_tol: float = 1e-10
+    """CG stops when the squared residual norm falls below this."""
+    fvp_method: Literal["analytic", "kl_hessian"] = "analytic"
+    """How F v is computed: analytic JᵀMJv (faster) or the Hessian of the KL."""
+    fvp_stride: int = 1
+    """Use every k-th state of the batch for the Fisher (1 = all)."""
+    backtrack_ratio: float = 0.8
+    """TRPO line search shrinks the step by this factor per backtrack."""
+    max_backtracks: int = 10
+    """TRPO line search gives up (and restores θ) after this many backtracks."""
+
+    vf_lr: float = 1e-3
+    """Critic Adam learning rate."""
+    vf_epochs: int = 5
+    """Passes over the batch when fitting the critic."""
+    vf_minibatch_size: int = 256
+    """Critic minibatch size."""
+
+    eval_episodes: int = 10
+    """Episodes of the final deterministic evaluation (0 = none)."""
+    eval_every: int = 0
+    """Evaluate every this many updates during training and keep the best checkpoint (0 = never)."""
+    checkpoint_every: int = 10
+    """Write the 'last' checkpoint every this many updates (and always at the end)."""
+    max_consecutive_skips: int = 20
+    """Stop with an error after this many updates in a row were skipped for numerical faults."""
+    run_dir: Path = Path("runs")
+    """Parent directory of run directories."""
+    run_name: str | None = None
+    """Run directory name; default <env>__<algo>__s<seed>__<time>."""
+    tensorboard: bool = True
+    """Also write TensorBoard event files."""
+    progress: bool = True
+    """Show a progress bar."""
+    torch_threads: int = 1
+    """torch.set_num_threads for the run (1 is fastest for small MLPs)."""
+
+    def __post_init__(self) -> None:
+        if _VALIDATE:
+            validate(self)
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.steps_per_env
+
+    def env_kwargs_dict(self) -> dict[str, Any]:
+        return parse_env_kwargs(self.env_kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["run_dir"] = str(self.run_dir)
+        d["hidden_sizes"] = list(self.hidden_sizes)
+        return d
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown config field(s) {unknown}; known fields: {sorted(names)}")
+        d = dict(d)
+        if "run_dir" in d:
+            d["run_dir"] = Path(d["run_dir"])
+        if "hidden_sizes" in d:
+            d["hidden_sizes"] = tuple(d["hidden_sizes"])
+        return TrainConfig(**d)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def parse_env_kwargs(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"env_kwargs must be a JSON object, got {text!r} ({e.msg})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"env_kwargs must be a JSON object, got {text!r}")
+    return value
+
+
+def _need(ok: bool, name: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"{name}={value!r} is invalid: must be {allowed}")
+
+
+def validate(c: TrainConfig) -> None:
+    """Check every field; raise ValueError/TypeError naming the field, its value and what is allowed."""
+    for f in dataclasses.fields(c):
+        v = getattr(c, f.name)
+        if f.type in ("int",) and (not isinstance(v, int) or isinstance(v, bool)):
+            raise TypeError(f"{f.name}={v!r} must be an int")
+        if f.type in ("float",) and (isinstance(v, bool) or not isinstance(v, int | float)):
+            raise TypeError(f"{f.name}={v!r} must be a number")
+        if f.type == "bool" and not isinstance(v, bool):
+            raise TypeError(f"{f.name}={v!r} must be true or false")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"{f.name}={v!r} is invalid: must be finite")
+    _need(c.algo in ("trpo", "npg", "vpg"), "algo", c.algo, "one of trpo, npg, vpg")
+    _need(isinstance(c.env, str) and bool(c.env), "env", c.env, "a Gymnasium environment id")
+    for name in ("steps", "num_envs", "steps_per_env", "cg_iters", "vf_epochs"):
+        _need(getattr(c, name) >= 1, name, getattr(c, name), ">= 1")
+    for name in ("vf_minibatch_size", "fvp_stride", "torch_threads", "max_consecutive_skips"):
+        _need(getattr(c, name) >= 1, name, getattr(c, name), ">= 1")
+    for name in ("eval_episodes", "eval_every", "checkpoint_every", "max_backtracks"):
+        _need(getattr(c, name) >= 0, name, getattr(c, name), ">= 0")
+    _need(0.0 <= c.gamma <= 1.0, "gamma", c.gamma, "in [0, 1]")
+    _need(0.0 <= c.gae_lambda <= 1.0, "gae_lambda", c.gae_lambda, "in [0, 1]")
+    _need(c.max_kl > 0, "max_kl", c.max_kl, "> 0 (a KL budget δ such as 0.01)")
+    _need(c.npg_step_size is None or c.npg_step_size > 0, "npg_step_size", c.npg_step_size, "> 0")
+    _need(c.vpg_lr > 0, "vpg_lr", c.vpg_lr, "> 0")
+    _need(c.damping >= 0, "damping", c.damping, ">= 0")
+    _need(c.cg_tol >= 0, "cg_tol", c.cg_tol, ">= 0")
+    _need(0 < c.backtrack_ratio < 1, "backtrack_ratio", c.backtrack_ratio, "in (0, 1)")
+    _need(c.vf_lr > 0, "vf_lr", c.vf_lr, "> 0")
+    _need(c.obs_clip > 0, "obs_clip", c.obs_clip, "> 0")
+    _need(len(c.hidden_sizes) >= 1 and all(h >= 1 for h in c.hidden_sizes),
+          "hidden_sizes", c.hidden_sizes, "one or more positive layer sizes")  # fmt: skip
+    _need(c.fvp_stride <= c.batch_size, "fvp_stride", c.fvp_stride,
+          f"<= the batch size num_envs*steps_per_env = {c.batch_size}")  # fmt: skip
+    _need(c.vectorization in ("sync", "async"), "vectorization", c.vectorization, "sync or async")
+    parse_env_kwargs(c.env_kwargs)

@@ -1,0 +1,70 @@
+"""One writer for per-update statistics: CSV (for plots), TensorBoard, and the console."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+#: Columns of metrics.csv, in order; docs/usage.md explains each.
+COLUMNS = [
+    "update", "env_steps", "episodes", "mean_return", "mean_length",
+    "surrogate_before", "surrogate_after", "predicted_kl", "measured_kl",
+    "cg_residual", "cg_iterations", "backtracks", "grad_angle", "grad_norm", "step_norm",
+    "entropy", "value_loss_before", "value_loss", "skipped", "skip_reason",
+    "seconds", "wall_time", "steps_per_sec", "eval_return",
+]  # fmt: skip
+
+
+class MetricsLogger:
+    """Appends one row per update to ``metrics.csv`` and mirrors numbers to TensorBoard."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool = True, append: bool = False) -> None:
+        self.path = run_dir / "metrics.csv"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        new_file = not (append and self.path.exists())
+        self._file = open(self.path, "w" if new_file else "a", newline="")  # noqa: SIM115
+        self._csv = csv.DictWriter(self._file, fieldnames=COLUMNS, extrasaction="raise")
+        if new_file:
+            self._csv.writeheader()
+        self._tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(run_dir / "tb"))
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._csv.writerow({k: _fmt(row.get(k, "")) for k in COLUMNS})
+        self._file.flush()
+        if self._tb is not None:
+            step = int(row["env_steps"])
+            for k, v in row.items():
+                if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+                    self._tb.add_scalar(f"trustpg/{k}", v, step)
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def _fmt(v: Any) -> Any:
+    if isinstance(v, float):
+        return "" if math.isnan(v) else repr(v)
+    return v
+
+
+def read_metrics(path: Path) -> list[dict[str, float | str]]:
+    """Rows of a metrics.csv with numbers parsed (empty cells become nan)."""
+    rows = []
+    with open(path, newline="") as f:
+        for raw in csv.DictReader(f):
+            row: dict[str, float | str] = {}
+            for k, v in raw.items():
+                try:
+                    row[k] = float(v) if v != "" else math.nan
+                except ValueError:
+                    row[k] = v
+            rows.append(row)
+    return rows

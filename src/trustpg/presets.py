@@ -1,0 +1,45 @@
+"""Named hyperparameter presets: ``trustpg train --preset NAME --env ENV``.
+
+A preset is a set of config overrides, optionally refined per environment. Flags given on the
+command line override the preset. docs/usage.md explains which settings matter and why.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Overrides shared by every env of a preset, then per-env refinements.
+PRESETS: dict[str, dict[str, Any]] = {
+    "classic": {
+        "common": {},
+        "Pendulum-v1": {"gamma": 0.9, "gae_lambda": 0.95, "normalize_reward": True},
+        "MountainCarContinuous-v0": {"normalize_reward": True, "log_std_init": 0.0},
+        "Acrobot-v1": {"gamma": 0.99},
+    },
+    "mujoco": {
+        "common": {
+            "num_envs": 8,
+            "steps_per_env": 256,
+            "gamma": 0.99,
+            "gae_lambda": 0.95,
+            "normalize_obs": True,
+            "normalize_reward": True,
+            "max_kl": 0.01,
+            "cg_iters": 25,
+            "damping": 0.1,
+            "vf_epochs": 20,
+            "vf_minibatch_size": 128,
+            "vf_lr": 1e-3,
+            "steps": 1_000_000,
+        },
+        "Swimmer-v5": {"gamma": 0.9999},
+    },
+}
+
+
+def preset_overrides(name: str, env: str) -> dict[str, Any]:
+    """The overrides preset ``name`` makes for ``env`` (its ``common`` part, then the env's)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; available: {', '.join(sorted(PRESETS))}")
+    table = PRESETS[name]
+    return {**table.get("common", {}), **table.get(env, {})}

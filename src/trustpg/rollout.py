@@ -1,0 +1,238 @@
+"""Collecting batches from Gymnasium vector envs; running observation and reward normalisation.
+
+This is the only module that knows Gymnasium's vector-env semantics. Envs are created with
+``AutoresetMode.SAME_STEP``: when an episode ends, ``step`` returns the first observation of the
+next episode and the last one of the ended episode in ``info["final_obs"]``, which is what
+GAE needs to bootstrap V(s_T) at a truncation.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from trustpg.distributions import Distribution
+
+#: Variance floor of the running normalisers.
+NORM_EPS = 1e-8
+
+
+class EnvFault(RuntimeError):
+    """An environment returned non-finite values or raised during a step."""
+
+
+class RunningMeanStd:
+    """Running mean and variance over a stream of batches (Chan et al. 1979 parallel update)."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.mean = np.zeros(shape, np.float64)
+        self.var = np.ones(shape, np.float64)
+        self.count = 0.0
+
+    def update(self, x: np.ndarray) -> None:
+        x = np.asarray(x, np.float64).reshape(-1, *self.mean.shape)
+        n = x.shape[0]
+        if n == 0:
+            return
+        b_mean, b_var = x.mean(0), x.var(0)
+        total = self.count + n
+        delta = b_mean - self.mean
+        m2 = self.var * self.count + b_var * n + delta**2 * self.count * n / total
+        self.mean = self.mean + delta * n / total
+        self.var = m2 / total
+        self.count = total
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {
+            "mean": torch.from_numpy(self.mean.copy()),
+            "var": torch.from_numpy(self.var.copy()),
+            "count": torch.tensor([self.count], dtype=torch.float64),
+        }
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.mean = state["mean"].numpy().astype(np.float64).reshape(self.mean.shape)
+        self.var = state["var"].numpy().astype(np.float64).reshape(self.var.shape)
+        self.count = float(state["count"][0])
+
+
+@dataclass
+class ObsNormalizer:
+    """(obs − mean) / sqrt(var + eps), clipped; statistics updated between batches only."""
+
+    rms: RunningMeanStd
+    clip: float
+    enabled: bool = True
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        if not self.enabled:
+            return np.asarray(obs, np.float32)
+        z = (obs - self.rms.mean) / np.sqrt(self.rms.var + NORM_EPS)
+        return np.clip(z, -self.clip, self.clip).astype(np.float32)
+
+
+def make_vec_env(
+    env_id: str, num_envs: int, vectorization: str = "sync", env_kwargs: dict | None = None
+) -> gym.vector.VectorEnv:
+    """A Gymnasium vector env with same-step autoreset; unknown ids get close-match suggestions."""
+    known = list(gym.registry.keys())
+    if env_id not in gym.registry:
+        close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(
+            f"unknown environment {env_id!r}.{hint} (Third-party envs must be registered "
+            "by importing their package first.)"
+        )
+    return gym.make_vec(
+        env_id,
+        num_envs=num_envs,
+        vectorization_mode=vectorization,
+        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
+        **(env_kwargs or {}),
+    )
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One rollout, arrays of shape ``[T, N, ...]`` (T steps of N envs)."""
+
+    obs: Tensor  # normalised observations the policy saw
+    actions: Tensor
+    rewards: Tensor  # possibly scaled, as used for learning
+    terminated: Tensor
+    truncated: Tensor
+    values: Tensor  # V(s_t)
+    next_values: Tensor  # V(s_{t+1}); V(final obs) at truncation
+    episode_returns: list[float] = field(default_factory=list)  # raw, episodes ended here
+    episode_lengths: list[int] = field(default_factory=list)
+
+
+class Collector:
+    """Steps a vector env with a policy; owns the current observations and episode counters."""
+
+    def __init__(
+        self,
+        env: gym.vector.VectorEnv,
+        seed: int,
+        normalize_obs: bool,
+        obs_clip: float,
+        normalize_reward: bool,
+        gamma: float,
+    ) -> None:
+        self.env = env
+        self.seed = seed
+        shape = env.single_observation_space.shape
+        self.obs_norm = ObsNormalizer(RunningMeanStd(shape), obs_clip, normalize_obs)
+        self.ret_rms = RunningMeanStd(()) if normalize_reward else None
+        self.gamma = gamma
+        self.generator = torch.Generator().manual_seed(seed)
+        self._obs: np.ndarray | None = None
+        self._disc_ret = np.zeros(env.num_envs)
+        self._ep_ret = np.zeros(env.num_envs)
+        self._ep_len = np.zeros(env.num_envs, dtype=np.int64)
+        self.total_steps = 0
+
+    def reset(self, seed: int) -> None:
+        obs, _ = self.env.reset(seed=seed)
+        self._check(obs, None, -1)
+        self._obs = obs
+        self._disc_ret[:] = 0
+        self._ep_ret[:] = 0
+        self._ep_len[:] = 0
+
+    def _check(self, obs: np.ndarray, rew: np.ndarray | None, t: int) -> None:
+        bad = ~np.isfinite(obs).reshape(obs.shape[0], -1).all(1)
+        if rew is not None:
+            bad |= ~np.isfinite(rew)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            what = "observation" if not np.isfinite(obs[i]).all() else "reward"
+            raise EnvFault(
+                f"environment {i} returned a non-finite {what} at step {self.total_steps + t} "
+                f"(rollout step {t}); stopping. The last checkpoint is unchanged."
+            )
+
+    @torch.no_grad()
+    def collect(self, actor: nn.Module, critic: nn.Module, steps: int) -> Batch:
+        if self._obs is None:
+            self.reset(self.seed)
+        n = self.env.num_envs
+        space = self.env.single_action_space
+        clip_actions = isinstance(space, gym.spaces.Box)
+        obs_buf, act_buf, raw_buf = [], [], []
+        rew = np.zeros((steps, n), np.float32)
+        term = np.zeros((steps, n), bool)
+        trunc = np.zeros((steps, n), bool)
+        finals: dict[tuple[int, int], np.ndarray] = {}
+        ep_returns: list[float] = []
+        ep_lengths: list[int] = []
+        for t in range(steps):
+            obs_t = torch.from_numpy(self.obs_norm(self._obs))
+            dist: Distribution = actor(obs_t)
+            action = dist.sample(self.generator)
+            obs_buf.append(obs_t)
+            raw_buf.append(self._obs)
+            act_buf.append(action)
+            env_action = action.numpy()
+            if clip_actions:
+                env_action = np.clip(env_action, space.low, space.high)
+            elif env_action.dtype != space.dtype:
+                env_action = env_action.astype(space.dtype)
+            try:
+                next_obs, r, te, tr, info = self.env.step(env_action)
+            except Exception as e:
+                raise EnvFault(
+                    f"environment step {self.total_steps + t} raised {type(e).__name__}: {e}; "
+                    "stopping. The last checkpoint is unchanged."
+                ) from e
+            self._check(next_obs, r, t)
+            rew[t], term[t], trunc[t] = r, te, tr
+            self._ep_ret += r
+            self._ep_len += 1
+            done = te | tr
+            if done.any():
+                for i in np.flatnonzero(done):
+                    ep_returns.append(float(self._ep_ret[i]))
+                    ep_lengths.append(int(self._ep_len[i]))
+                    if tr[i] and not te[i]:
+                        final = info["final_obs"][i]
+                        self._check(final[None], None, t)
+                        finals[(t, int(i))] = final
+                self._ep_ret[done] = 0
+                self._ep_len[done] = 0
+            self._obs = next_obs
+        self.total_steps += steps * n
+        obs = torch.stack(obs_buf)
+        values = critic(obs.reshape(steps * n, -1)).reshape(steps, n)
+        next_values = torch.empty_like(values)
+        next_values[:-1] = values[1:]
+        next_values[-1] = critic(torch.from_numpy(self.obs_norm(self._obs)))
+        if finals:
+            keys = list(finals)
+            final_obs = torch.from_numpy(self.obs_norm(np.stack([finals[k] for k in keys])))
+            v_final = critic(final_obs)
+            for (t, i), v in zip(keys, v_final):
+                next_values[t, i] = v
+        if self.obs_norm.enabled:
+            self.obs_norm.rms.update(np.stack(raw_buf))
+        rewards = torch.from_numpy(self._scale_rewards(rew, term | trunc))
+        return Batch(
+            obs, torch.stack(act_buf), rewards, torch.from_numpy(term), torch.from_numpy(trunc),
+            values, next_values, ep_returns, ep_lengths,
+        )  # fmt: skip
+
+    def _scale_rewards(self, rew: np.ndarray, done: np.ndarray) -> np.ndarray:
+        if self.ret_rms is None:
+            return rew
+        for t in range(rew.shape[0]):
+            self._disc_ret = self._disc_ret * self.gamma + rew[t]
+            self.ret_rms.update(self._disc_ret)
+            self._disc_ret[done[t]] = 0.0
+        return (rew / np.sqrt(self.ret_rms.var + NORM_EPS)).astype(np.float32)
+
+    def close(self) -> None:
+        self.env.close()

@@ -1,0 +1,225 @@
+"""The training loop: collect → GAE → policy update → critic fit → log. Each step a tested function."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from trustpg.advantages import gae, normalize
+from trustpg.checkpoint import (
+    optimizer_from,
+    optimizer_state,
+    prefixed,
+    unprefixed,
+)
+from trustpg.config import TrainConfig
+from trustpg.policies import Critic, make_actor, obs_dim
+from trustpg.rollout import Batch, Collector, RunningMeanStd, make_vec_env
+from trustpg.steps import NPG, TRPO, VPG, NaturalDirection, PolicyBatch, StepStats, UpdateRule
+from trustpg.value import fit_value
+
+
+class TrainingFault(RuntimeError):
+    """Training cannot continue (e.g. too many consecutive numerical failures)."""
+
+
+def make_rule(c: TrainConfig) -> UpdateRule:
+    """The update rule a config asks for."""
+    direction = NaturalDirection(c.damping, c.cg_iters, c.cg_tol, c.fvp_method, c.fvp_stride)
+    if c.algo == "trpo":
+        return TRPO(c.max_kl, direction, c.backtrack_ratio, c.max_backtracks)
+    if c.algo == "npg":
+        if c.npg_step_size is None:
+            return NPG(max_kl=c.max_kl, direction=direction)
+        return NPG(step_size=c.npg_step_size, max_kl=None, direction=direction)
+    return VPG(c.vpg_lr, c.vpg_optimizer)
+
+
+def env_spaces(c: TrainConfig) -> tuple[gym.Space, gym.Space]:
+    """Observation and action spaces of one env of the run."""
+    probe = make_vec_env(c.env, 1, "sync", c.env_kwargs_dict())
+    try:
+        return probe.single_observation_space, probe.single_action_space
+    finally:
+        probe.close()
+
+
+class Trainer:
+    """All state of a run: envs, networks, update rule, critic optimiser, RNGs and counters."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        actor: nn.Module | None = None,
+        spaces: tuple[gym.Space, gym.Space] | None = None,
+    ) -> None:
+        self.config = c = config
+        self.observation_space, self.action_space = spaces or env_spaces(c)
+        with torch.random.fork_rng():
+            torch.manual_seed(c.seed)  # weight init only; the global RNG is left untouched
+            self.actor = actor or make_actor(
+                self.observation_space, self.action_space, c.hidden_sizes, c.activation,
+                c.log_std_init,
+            )  # fmt: skip
+            self.critic = Critic(obs_dim(self.observation_space), c.hidden_sizes, c.activation)
+        self.rule = make_rule(c)
+        self.vf_optimizer = torch.optim.Adam(self.critic.parameters(), lr=c.vf_lr)
+        self.vf_generator = torch.Generator().manual_seed(c.seed + 1)
+        self.obs_rms = RunningMeanStd(self.observation_space.shape)
+        self.ret_rms: RunningMeanStd | None = RunningMeanStd(()) if c.normalize_reward else None
+        self.collector: Collector | None = None
+        self.action_generator = torch.Generator().manual_seed(c.seed + 2)
+        self.updates = 0
+        self.env_steps = 0
+        self.episodes = 0
+        self.wall_time = 0.0
+        self.skips_in_row = 0
+        self.best_eval = -math.inf
+
+    # -- collection ---------------------------------------------------------------------------
+    def _ensure_collector(self) -> Collector:
+        if self.collector is None:
+            c = self.config
+            env = make_vec_env(c.env, c.num_envs, c.vectorization, c.env_kwargs_dict())
+            col = Collector(env, c.seed, c.normalize_obs, c.obs_clip, c.normalize_reward, c.gamma)
+            col.obs_norm.rms = self.obs_rms
+            col.ret_rms = self.ret_rms
+            col.generator = self.action_generator
+            col.total_steps = self.env_steps
+            # A resumed run restarts its episodes from a reset seeded by the update counter.
+            col.seed = c.seed + 7919 * self.updates
+            self.collector = col
+        return self.collector
+
+    def close(self) -> None:
+        if self.collector is not None:
+            self.collector.close()
+            self.collector = None
+
+    # -- one update -------------------------------------------------------------------------
+    def iterate(self) -> dict[str, Any]:
+        """Collect one batch and update actor and critic; returns the metrics row."""
+        c = self.config
+        t0 = time.perf_counter()
+        batch = self._ensure_collector().collect(self.actor, self.critic, c.steps_per_env)
+        adv, returns = gae(
+            batch.rewards, batch.values, batch.next_values, batch.terminated, batch.truncated,
+            gamma=c.gamma, lam=c.gae_lambda,
+        )  # fmt: skip
+        obs = batch.obs.reshape(-1, *batch.obs.shape[2:])
+        actions = batch.actions.reshape(-1, *batch.actions.shape[2:])
+        adv = adv.reshape(-1)
+        policy_adv = normalize(adv) if c.normalize_advantages else adv
+        stats = self.rule.update(self.actor, PolicyBatch(obs, actions, policy_adv))
+        vl_before, vl_after = fit_value(
+            self.critic, self.vf_optimizer, obs, returns.reshape(-1),
+            epochs=c.vf_epochs, minibatch_size=c.vf_minibatch_size, generator=self.vf_generator,
+        )  # fmt: skip
+        seconds = time.perf_counter() - t0
+        self.updates += 1
+        self.env_steps += c.batch_size
+        self.episodes += len(batch.episode_returns)
+        self.wall_time += seconds
+        self.skips_in_row = self.skips_in_row + 1 if stats.skipped else 0
+        row = _row(self, stats, batch, vl_before, vl_after, seconds)
+        if self.skips_in_row >= c.max_consecutive_skips:
+            raise TrainingFault(
+                f"{self.skips_in_row} updates in a row were skipped (last: {stats.skip_reason}); "
+                "stopping. Try a larger damping, a smaller max_kl or check the environment's rewards."
+            )
+        return row
+
+    # -- checkpoint state -------------------------------------------------------------------
+    def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """Everything needed to continue this run, as tensors and JSON."""
+        tensors = {
+            **prefixed("actor", self.actor.state_dict()),
+            **prefixed("critic", self.critic.state_dict()),
+            **prefixed("obs_rms", self.obs_rms.state_dict()),
+            "rng.vf": self.vf_generator.get_state(),
+            "rng.action": self.action_generator.get_state(),
+        }
+        if self.ret_rms is not None:
+            tensors.update(prefixed("ret_rms", self.ret_rms.state_dict()))
+        vf_t, vf_meta = optimizer_state("vf_opt", self.vf_optimizer.state_dict())
+        tensors.update(vf_t)
+        meta: dict[str, Any] = {"vf_opt": vf_meta}
+        if isinstance(self.rule, VPG):
+            pg_t, pg_meta = optimizer_state("pg_opt", self.rule.state_dict())
+            tensors.update(pg_t)
+            meta["pg_opt"] = pg_meta
+        meta.update(
+            config=self.config.to_dict(), updates=self.updates, env_steps=self.env_steps,
+            episodes=self.episodes, wall_time=self.wall_time, best_eval=_finite_or_none(self.best_eval),
+        )  # fmt: skip
+        return tensors, meta
+
+    def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        self.actor.load_state_dict(unprefixed("actor", tensors))
+        self.critic.load_state_dict(unprefixed("critic", tensors))
+        self.obs_rms.load_state_dict(unprefixed("obs_rms", tensors))
+        if self.ret_rms is not None:
+            self.ret_rms.load_state_dict(unprefixed("ret_rms", tensors))
+        self.vf_generator.set_state(tensors["rng.vf"])
+        self.action_generator.set_state(tensors["rng.action"])
+        self.vf_optimizer.load_state_dict(optimizer_from("vf_opt", tensors, meta["vf_opt"]))
+        if isinstance(self.rule, VPG) and "pg_opt" in meta:
+            self.rule.load_state_dict(optimizer_from("pg_opt", tensors, meta["pg_opt"]))
+        self.updates = int(meta["updates"])
+        self.env_steps = int(meta["env_steps"])
+        self.episodes = int(meta["episodes"])
+        self.wall_time = float(meta["wall_time"])
+        best = meta.get("best_eval")
+        self.best_eval = -math.inf if best is None else float(best)
+
+    # -- acting -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(
+        self, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None = None
+    ) -> np.ndarray:
+        """Actions for raw observations ``[B, ...]`` from the current policy (normalised as in training)."""
+        c = self.config
+        x = np.asarray(obs, np.float64)
+        if c.normalize_obs:
+            x = (x - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
+            x = np.clip(x, -c.obs_clip, c.obs_clip)
+        dist = self.actor(torch.as_tensor(x, dtype=torch.float32).reshape(x.shape[0], -1))
+        a = (dist.mode() if deterministic else dist.sample(generator)).numpy()
+        if isinstance(self.action_space, gym.spaces.Box):
+            return np.clip(a, self.action_space.low, self.action_space.high)
+        return a.astype(self.action_space.dtype)
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _row(
+    t: Trainer, s: StepStats, batch: Batch, vl_before: float, vl_after: float, seconds: float
+) -> dict[str, Any]:
+    rets, lens = batch.episode_returns, batch.episode_lengths
+    return {
+        "update": t.updates, "env_steps": t.env_steps, "episodes": t.episodes,
+        "mean_return": float(np.mean(rets)) if rets else math.nan,
+        "mean_length": float(np.mean(lens)) if lens else math.nan,
+        "surrogate_before": s.surrogate_before, "surrogate_after": s.surrogate_after,
+        "predicted_kl": s.predicted_kl, "measured_kl": s.measured_kl,
+        "cg_residual": s.cg_residual, "cg_iterations": s.cg_iterations,
+        "backtracks": s.backtracks, "grad_angle": s.grad_angle, "grad_norm": s.grad_norm,
+        "step_norm": s.step_norm, "entropy": s.entropy,
+        "value_loss_before": vl_before, "value_loss": vl_after,
+        "skipped": int(s.skipped), "skip_reason": s.skip_reason,
+        "seconds": seconds, "wall_time": t.wall_time,
+        "steps_per_sec": t.config.batch_size / seconds if seconds > 0 else math.nan,
+        "eval_return": math.nan,
+    }  # fmt: skip
+
+
+Callback = Callable[[dict[str, Any]], bool | None]

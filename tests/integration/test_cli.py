@@ -1,0 +1,72 @@
+"""The command line end to end on tiny budgets, in temporary directories."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from trustpg import TRPO, Agent
+from trustpg.cli import main
+from trustpg.logger import COLUMNS, read_metrics
+
+
+def test_train_eval_and_load_from_python(tmp_path, capsys):
+    rc = main(["train", "--algo", "trpo", "--env", "CartPole-v1", "--steps", "4000", "--seed", "0",
+               "--run-dir", str(tmp_path), "--run-name", "r", "--eval-episodes", "2",
+               "--no-progress"])  # fmt: skip
+    assert rc == 0
+    run = tmp_path / "r"
+    config = json.loads((run / "config.json").read_text())
+    assert config["algo"] == "trpo" and config["steps"] == 4000
+    rows = read_metrics(run / "metrics.csv")
+    assert len(rows) == 2  # 2 updates of 8 x 256 steps
+    assert list(rows[0]) == COLUMNS
+    assert rows[-1]["env_steps"] == 4096
+    assert any(p.name.startswith("events.out.tfevents") for p in (run / "tb").iterdir())
+    ckpt = run / "checkpoints" / "last.safetensors"
+    assert ckpt.read_bytes()[:1] != b"\x80"  # not a pickle
+    capsys.readouterr()
+    assert main(["eval", str(run), "--episodes", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "±" in out and "3 episodes" in out
+
+    agent = TRPO.load(ckpt)
+    assert agent.num_timesteps == 4096
+    obs = np.zeros(4, dtype=np.float32)
+    assert agent.predict(obs) in (0, 1)
+    again = Agent.load(run / "checkpoints" / "last")
+    assert np.array_equal(again.predict(np.ones((5, 4))), agent.predict(np.ones((5, 4))))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--env", "CartPol-v1"], "Did you mean CartPole-v1"),
+        (["train", "--max-kl", "-1"], "max_kl=-1.0"),
+        (["train", "--env-kwargs", "[1"], "env_kwargs must be a JSON object"),
+        (["train", "--env", "Blackjack-v1", "--steps", "10"], "unsupported observation space"),
+        (["eval", "/nonexistent/run"], "no checkpoint"),
+        (["frobnicate"], "unknown command"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert err.count("\n") == 1
+
+
+def test_console_script_runs(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "trustpg", "train", "--steps", "2048", "--num-envs", "2",
+         "--steps-per-env", "1024", "--run-dir", str(tmp_path), "--run-name", "x",
+         "--eval-episodes", "1"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "evaluation over 1 episodes" in out.stdout
