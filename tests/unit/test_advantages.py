@@ -53,9 +53,7 @@ def naive_returns(rewards, next_values, terminated, truncated, gamma):
     return torch.tensor(out, dtype=DT)
 
 
-def _random_rollout(
-    T: int, N: int, seed: int, p_term: float = 0.15, p_trunc: float = 0.1, consistent=False
-):
+def _random_rollout(T: int, N: int, seed: int, p_term: float = 0.15, p_trunc: float = 0.1, consistent=False):
     """Random rewards, values and dones. With ``consistent`` the next-state values are those
     a rollout would give: V(s_{t+1}) = values[t+1] inside an episode (a truncated step keeps
     its own V of the final observation; a terminated step's is unused)."""

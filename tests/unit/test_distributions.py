@@ -136,9 +136,7 @@ def test_mode():
     p = torch.tensor([[0.2, 0.7, 0.9], [0.6, 0.1, 0.4]], dtype=DT)
     assert torch.equal(Bernoulli(probs=p).mode(), torch.tensor([[0, 1, 1], [1, 0, 0]], dtype=DT))
     logits = torch.logit(p)
-    assert torch.equal(
-        Bernoulli(logits=logits).mode(), torch.tensor([[0, 1, 1], [1, 0, 0]], dtype=DT)
-    )
+    assert torch.equal(Bernoulli(logits=logits).mode(), torch.tensor([[0, 1, 1], [1, 0, 0]], dtype=DT))
     z = torch.tensor([[0.1, 2.0, -1.0, 0.5], [3.0, 2.9, 0.0, -5.0]], dtype=DT)
     assert torch.equal(Categorical(logits=z).mode(), torch.tensor([1, 0]))
     assert torch.equal(Categorical(probs=torch.softmax(z, -1)).mode(), torch.tensor([1, 0]))
@@ -233,10 +231,7 @@ def test_bernoulli_metric_is_fisher_by_enumeration(param):
     z = _randn(B, A, seed=0, scale=1.5)
     phi = torch.sigmoid(z) if param == "probs" else z
     make = (lambda x: Bernoulli(probs=x)) if param == "probs" else (lambda x: Bernoulli(logits=x))
-    actions = [
-        torch.tensor(bits, dtype=DT).expand(B, A)
-        for bits in itertools.product([0.0, 1.0], repeat=A)
-    ]
+    actions = [torch.tensor(bits, dtype=DT).expand(B, A) for bits in itertools.product([0.0, 1.0], repeat=A)]
     mats = _fisher_by_enumeration(make, (phi,), actions, _enum_probs)
     u = (_randn(B, A, seed=1),)
     _assert_close(_flat(make(phi).metric(u)), _apply(mats, u))
@@ -250,18 +245,14 @@ def test_bernoulli_metric_is_fisher_by_enumeration(param):
 def test_categorical_metric_is_fisher_by_enumeration(param):
     z = _randn(B, K, seed=0, scale=1.5)
     phi = torch.softmax(z, -1) if param == "probs" else z
-    make = (
-        (lambda x: Categorical(probs=x)) if param == "probs" else (lambda x: Categorical(logits=x))
-    )
+    make = (lambda x: Categorical(probs=x)) if param == "probs" else (lambda x: Categorical(logits=x))
     actions = [torch.full((B,), k, dtype=torch.long) for k in range(K)]
     mats = _fisher_by_enumeration(make, (phi,), actions, _enum_probs)
     u = (_randn(B, K, seed=1),)
     _assert_close(_flat(make(phi).metric(u)), _apply(mats, u))
     p = torch.softmax(z, -1)
     closed = (
-        torch.diag_embed(1 / p)
-        if param == "probs"
-        else (torch.diag_embed(p) - p[:, :, None] * p[:, None, :])
+        torch.diag_embed(1 / p) if param == "probs" else (torch.diag_embed(p) - p[:, :, None] * p[:, None, :])
     )
     _assert_close(mats, closed, rtol=1e-9, atol=1e-12)
 

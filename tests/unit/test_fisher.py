@@ -119,9 +119,7 @@ def _kl_hessian(policy, obs: torch.Tensor) -> torch.Tensor:
     theta = flat_params(policy)
     with torch.no_grad():
         old = detach(policy(obs))
-    return torch.autograd.functional.hessian(
-        lambda t: kl(old, dist_at(policy, t, obs)).mean(), theta
-    )
+    return torch.autograd.functional.hessian(lambda t: kl(old, dist_at(policy, t, obs)).mean(), theta)
 
 
 @pytest.fixture(params=KINDS)

@@ -92,9 +92,7 @@ def test_surrogate_away_from_old_is_importance_weighted():
     dist = policy(batch.obs)
     with torch.no_grad():
         expected = (torch.exp(dist.log_prob(batch.actions) + 1.0) * batch.advantages).mean()
-    assert float(surrogate(dist, batch, logp_old).detach()) == pytest.approx(
-        float(expected), rel=1e-12
-    )
+    assert float(surrogate(dist, batch, logp_old).detach()) == pytest.approx(float(expected), rel=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,9 +178,7 @@ def test_npg_max_kl_predicted_kl_is_delta(kind, method):
     F = fisher_matrix(policy, batch.obs)
     theta0 = flat_params(policy)
     lam, delta = 0.1, 0.01
-    stats = NPG(max_kl=delta, direction=NaturalDirection(damping=lam, method=method)).update(
-        policy, batch
-    )
+    stats = NPG(max_kl=delta, direction=NaturalDirection(damping=lam, method=method)).update(policy, batch)
     assert not stats.skipped
     assert stats.predicted_kl == pytest.approx(delta, rel=1e-10)
     # Independently: ½ xᵀ(F + λI)x = δ for the step actually taken.
@@ -203,9 +199,7 @@ def test_npg_measured_kl_matches_delta_for_small_delta(kind):
     """Linear policies (well-conditioned F), no damping: KL(β g̃) ≈ ½(βg̃)ᵀF(βg̃) = δ."""
     policy, batch = _setup(kind, hidden=0)
     delta = 1e-4
-    stats = NPG(max_kl=delta, direction=NaturalDirection(damping=0.0, **EXACT_CG)).update(
-        policy, batch
-    )
+    stats = NPG(max_kl=delta, direction=NaturalDirection(damping=0.0, **EXACT_CG)).update(policy, batch)
     assert stats.predicted_kl == pytest.approx(delta, rel=1e-10)
     assert stats.measured_kl == pytest.approx(delta, rel=0.05)
 
@@ -218,9 +212,7 @@ def test_npg_measured_kl_matches_quadratic_model_on_mlp(kind):
     F = fisher_matrix(policy, batch.obs)
     theta0 = flat_params(policy)
     delta = 1e-6
-    stats = NPG(max_kl=delta, direction=NaturalDirection(damping=0.01, **EXACT_CG)).update(
-        policy, batch
-    )
+    stats = NPG(max_kl=delta, direction=NaturalDirection(damping=0.01, **EXACT_CG)).update(policy, batch)
     x = flat_params(policy) - theta0
     assert stats.measured_kl == pytest.approx(0.5 * float(x @ F @ x), rel=0.05)
     assert stats.measured_kl < delta
@@ -317,9 +309,7 @@ def test_trpo_backtracks_until_kl_within_budget(kind):
     policy, batch = _setup(kind)
     theta0 = flat_params(policy)
     delta = 1e-3
-    rule = TRPO(
-        max_kl=delta, direction=NaturalDirection(damping=0.0, **EXACT_CG), max_backtracks=30
-    )
+    rule = TRPO(max_kl=delta, direction=NaturalDirection(damping=0.0, **EXACT_CG), max_backtracks=30)
     g = _grad(policy, batch)
     cg, fvp = rule.direction.solve(policy, batch, g)
     full = trust_region_scale(cg.x, fvp(cg.x), delta) * cg.x
@@ -433,9 +423,24 @@ def test_nan_advantage_skips_and_leaves_parameters(rule, kind):
     theta0 = flat_params(policy)
     stats = RULES[rule]().update(policy, bad)
     assert stats.skipped
-    assert "non-finite" in stats.skip_reason
+    assert "non-finite gradient" in stats.skip_reason
     assert stats.step_norm == 0.0
     _assert_params_finite_and_equal(policy, theta0)
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_rule_recovers_after_a_non_finite_batch(rule):
+    """A skipped NaN batch leaves no trace (e.g. no NaN in Adam's moments): the next good
+    batch takes a normal, finite step."""
+    policy, batch = _setup("categorical")
+    adv = batch.advantages.clone()
+    adv[0] = float("nan")
+    update = RULES[rule]()
+    assert update.update(policy, PolicyBatch(batch.obs, batch.actions, adv)).skipped
+    stats = update.update(policy, batch)
+    assert not stats.skipped
+    assert stats.step_norm > 0
+    assert torch.isfinite(flat_params(policy)).all()
 
 
 @pytest.mark.parametrize("rule", ["npg", "trpo"])
