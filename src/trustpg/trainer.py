@@ -20,8 +20,9 @@ from trustpg.checkpoint import (
     unprefixed,
 )
 from trustpg.config import TrainConfig
+from trustpg.envs import EnvSource
 from trustpg.policies import Critic, make_actor, obs_dim
-from trustpg.rollout import Batch, Collector, RunningMeanStd, make_vec_env
+from trustpg.rollout import Batch, Collector, RunningMeanStd
 from trustpg.steps import NPG, TRPO, VPG, NaturalDirection, PolicyBatch, StepStats, UpdateRule
 from trustpg.value import fit_value
 
@@ -43,12 +44,9 @@ def make_rule(c: TrainConfig) -> UpdateRule:
 
 
 def env_spaces(c: TrainConfig) -> tuple[gym.Space, gym.Space]:
-    """Observation and action spaces of one env of the run."""
-    probe = make_vec_env(c.env, 1, "sync", c.env_kwargs_dict())
-    try:
-        return probe.single_observation_space, probe.single_action_space
-    finally:
-        probe.close()
+    """Observation (flattened) and action spaces of one env of the run."""
+    obs_space, act_space, _ = EnvSource(c.env, c.env_kwargs_dict()).spaces()
+    return obs_space, act_space
 
 
 class Trainer:
@@ -59,18 +57,27 @@ class Trainer:
         config: TrainConfig,
         actor: nn.Module | None = None,
         spaces: tuple[gym.Space, gym.Space] | None = None,
+        env: EnvSource | None = None,
     ) -> None:
         self.config = c = config
-        self.observation_space, self.action_space = spaces or env_spaces(c)
+        # Envs given as objects (not ids) arrive as an EnvSource; ids are made from the config.
+        self.env_source = env if env is not None else EnvSource(c.env, c.env_kwargs_dict())
+        if spaces is None:
+            self.observation_space, self.action_space, self.raw_observation_space = (
+                self.env_source.spaces()
+            )
+        else:
+            self.observation_space, self.action_space = spaces
+            self.raw_observation_space = self.observation_space
         with torch.random.fork_rng():
             torch.manual_seed(c.seed)  # weight init only; the global RNG is left untouched
-            self.actor = actor or make_actor(
+            self.actor = actor if actor is not None else make_actor(
                 self.observation_space, self.action_space, c.hidden_sizes, c.activation,
                 c.log_std_init,
             )  # fmt: skip
             self.critic = Critic(obs_dim(self.observation_space), c.hidden_sizes, c.activation)
         self.rule = make_rule(c)
-        self.vf_optimizer = torch.optim.Adam(self.critic.parameters(), lr=c.vf_lr)
+        self.vf_optimizer = torch.optim.Adam(self.critic.parameters(), lr=c.vf_lr, fused=True)
         self.vf_generator = torch.Generator().manual_seed(c.seed + 1)
         self.obs_rms = RunningMeanStd(self.observation_space.shape)
         self.ret_rms: RunningMeanStd | None = RunningMeanStd(()) if c.normalize_reward else None
@@ -87,7 +94,7 @@ class Trainer:
     def _ensure_collector(self) -> Collector:
         if self.collector is None:
             c = self.config
-            env = make_vec_env(c.env, c.num_envs, c.vectorization, c.env_kwargs_dict())
+            env = self.env_source.make_vec(c.num_envs, c.vectorization)
             col = Collector(env, c.seed, c.normalize_obs, c.obs_clip, c.normalize_reward, c.gamma)
             col.obs_norm.rms = self.obs_rms
             col.ret_rms = self.ret_rms
