@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -14,17 +15,36 @@ from torch import nn
 
 from trustpg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from trustpg.config import TrainConfig
+from trustpg.distributions import Distribution
+from trustpg.envs import EnvLike, EnvSource, flatten_if_needed, flatten_obs, recording
 from trustpg.logger import MetricsLogger
 from trustpg.progress import TrainProgress
 from trustpg.trainer import Callback, Trainer
 
 
 class Agent:
-    """A policy with its critic, normaliser and update rule; trains, acts, evaluates, saves."""
+    """A policy with its critic, normaliser and update rule; trains, acts, evaluates, saves.
 
-    def __init__(self, config: TrainConfig, policy: nn.Module | None = None) -> None:
+    ``env`` overrides ``config.env``: an id, a ``gymnasium.Env``, a vector env or a factory
+    (see :class:`trustpg.envs.EnvSource`); objects are recorded in the config as ``custom:<name>``.
+    ``policy`` replaces the default MLP actor: any ``nn.Module`` whose ``forward(obs)`` maps a
+    float batch ``[B, obs_dim]`` to a :class:`trustpg.distributions.Distribution`.
+    """
+
+    def __init__(
+        self, config: TrainConfig, policy: nn.Module | None = None, env: EnvLike | None = None
+    ) -> None:
+        source = None
+        if isinstance(env, str):
+            config = config.replace(env=env)
+        elif env is not None:
+            source = EnvSource(env)
+            n = source.vector_num_envs
+            config = config.replace(env=source.name, **({"num_envs": n} if n else {}))
         self.config = config
-        self.trainer = Trainer(config, actor=policy)
+        self.trainer = Trainer(config, actor=policy, env=source)
+        if policy is not None:
+            _check_policy(policy, self.trainer.observation_space)
         self._stop = False
 
     @property
@@ -95,35 +115,62 @@ class Agent:
 
     def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
         """Action(s) for an observation or a batch of observations (raw, as the env returns them)."""
-        x = np.asarray(obs)
+        raw = self.trainer.raw_observation_space
+        if isinstance(obs, dict):
+            x = flatten_obs(raw, obs)
+        elif isinstance(obs, list | tuple) and obs and isinstance(obs[0], dict):
+            x = np.stack([flatten_obs(raw, o) for o in obs])
+        else:
+            x = np.asarray(obs)
         single = x.shape == self.trainer.observation_space.shape
         a = self.trainer.act(x[None] if single else x, deterministic)
         return a[0] if single else a
 
     def evaluate(
-        self, episodes: int = 10, deterministic: bool = True, seed: int | None = None
+        self,
+        episodes: int = 10,
+        deterministic: bool = True,
+        seed: int | None = None,
+        *,
+        env: gym.Env | None = None,
+        video: str | os.PathLike | None = None,
     ) -> tuple[float, float, list[float]]:
-        """(mean, std, returns) of ``episodes`` full episodes on a fresh env."""
+        """(mean, std, returns) of ``episodes`` full episodes on a fresh env (or on ``env``).
+
+        ``video="out.mp4"`` records the first episode with Gymnasium's ``RecordVideo`` (needs
+        the ``video`` extra, moviepy); the env is made with ``render_mode="rgb_array"``.
+        """
         if episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {episodes}")
-        c = self.config
-        env = gym.make(c.env, **c.env_kwargs_dict())
-        gen = torch.Generator().manual_seed(c.seed + 10_000)
-        returns = []
-        try:
-            base = c.seed + 10_000 if seed is None else seed
-            for ep in range(episodes):
-                obs, _ = env.reset(seed=base + ep)
-                total, done = 0.0, False
-                while not done:
-                    action = self.trainer.act(np.asarray(obs)[None], deterministic, gen)[0]
-                    obs, r, term, trunc, _ = env.step(action)
-                    total += float(r)
-                    done = term or trunc
-                returns.append(total)
-        finally:
-            env.close()
+        own = env is None  # close envs we make, leave the caller's open
+        if env is None:
+            env = self.trainer.env_source.make_one("rgb_array" if video is not None else None)
+        else:
+            env = flatten_if_needed(env)
+        gen = torch.Generator().manual_seed(self.config.seed + 10_000)
+        with contextlib.ExitStack() as stack:
+            if own:
+                stack.callback(env.close)
+            if video is not None:
+                env = stack.enter_context(recording(env, Path(video)))
+            returns = self._episodes(env, episodes, deterministic, seed, gen)
         return float(np.mean(returns)), float(np.std(returns)), returns
+
+    def _episodes(
+        self, env: gym.Env, episodes: int, deterministic: bool, seed: int | None, gen: torch.Generator
+    ) -> list[float]:
+        returns = []
+        base = self.config.seed + 10_000 if seed is None else seed
+        for ep in range(episodes):
+            obs, _ = env.reset(seed=base + ep)
+            total, done = 0.0, False
+            while not done:
+                action = self.trainer.act(np.asarray(obs)[None], deterministic, gen)[0]
+                obs, r, term, trunc, _ = env.step(action)
+                total += float(r)
+                done = term or trunc
+            returns.append(total)
+        return returns
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write a checkpoint (``path`` + ``.safetensors``): weights, normaliser, optimisers, RNGs."""
@@ -132,14 +179,20 @@ class Agent:
         return save_checkpoint(path, tensors, meta)
 
     @staticmethod
-    def load(path: str | os.PathLike, policy: nn.Module | None = None, **overrides: Any) -> Agent:
-        """Rebuild an agent from a checkpoint. Pass ``policy`` if it was trained with a custom one."""
+    def load(
+        path: str | os.PathLike,
+        policy: nn.Module | None = None,
+        env: EnvLike | None = None,
+        **overrides: Any,
+    ) -> Agent:
+        """Rebuild an agent from a checkpoint. Pass ``policy`` if it was trained with a custom one,
+        and ``env`` if it was trained on an env object or factory (config env ``custom:...``)."""
         tensors, meta = load_checkpoint(path)
         try:
             config = TrainConfig.from_dict({**meta["config"], **overrides})
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{path}: checkpoint config is invalid: {e}") from None
-        agent = Agent(config, policy)
+        agent = Agent(config, policy, env)
         try:
             agent.trainer.load_state(tensors, meta)
         except (KeyError, RuntimeError) as e:
@@ -148,6 +201,19 @@ class Agent:
 
     def close(self) -> None:
         self.trainer.close()
+
+
+def _check_policy(policy: nn.Module, observation_space: gym.Space) -> None:
+    """Fail early, with the interface spelled out, if a custom policy does not return a distribution."""
+    obs = torch.zeros(2, int(np.prod(observation_space.shape)))
+    with torch.no_grad():
+        out = policy(obs)
+    if not isinstance(out, Distribution):
+        raise TypeError(
+            f"policy.forward(obs) must return a trustpg.distributions distribution (Categorical, "
+            f"MultiCategorical, Bernoulli, DiagGaussian or your own with params/with_params/"
+            f"log_prob/entropy/mode/sample/metric); {type(policy).__name__} returned {type(out).__name__}"
+        )
 
 
 def _install_stop_handlers(agent: Agent) -> dict[int, Any]:
@@ -179,11 +245,17 @@ class AlgorithmFactory:
         self.algo = algo
         self.__name__ = algo.upper()
 
-    def __call__(self, env: str = "CartPole-v1", *, policy: nn.Module | None = None, **config: Any) -> Agent:
-        return Agent(TrainConfig(algo=self.algo, env=env, **config), policy)  # type: ignore[arg-type]
+    def __call__(
+        self, env: EnvLike = "CartPole-v1", *, policy: nn.Module | None = None, **config: Any
+    ) -> Agent:
+        """An agent for ``env`` (id, ``gymnasium.Env``, vector env or factory); ``config`` are
+        :class:`TrainConfig` fields, ``policy`` an optional custom actor."""
+        return Agent(TrainConfig(algo=self.algo, **config), policy, env)  # type: ignore[arg-type]
 
-    def load(self, path: str | os.PathLike, policy: nn.Module | None = None) -> Agent:
-        agent = Agent.load(path, policy)
+    def load(
+        self, path: str | os.PathLike, policy: nn.Module | None = None, env: EnvLike | None = None
+    ) -> Agent:
+        agent = Agent.load(path, policy, env)
         if agent.config.algo != self.algo:
             raise CheckpointError(
                 f"{path} holds a {agent.config.algo.upper()} agent; use "

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import importlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,11 +24,12 @@ from trustpg.presets import preset_overrides
 from trustpg.rollout import EnvFault
 from trustpg.trainer import TrainingFault
 
-USAGE = """usage: trustpg {train,eval,plot,experiment} ...
+USAGE = """usage: trustpg {train,eval,plot,compare,experiment} ...
 
   train       train an agent (trustpg train --help lists every hyperparameter)
-  eval        evaluate a run directory or checkpoint
+  eval        evaluate a run directory or checkpoint (--video out.mp4 records an episode)
   plot        learning curves from run directories
+  compare     train several algorithms × seeds on one env, then plot them
   experiment  the seed's experiments (bernoulli, invariance, angle, ...)
 """
 
@@ -51,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         "train": cmd_train,
         "eval": cmd_eval,
         "plot": cmd_plot,
+        "compare": cmd_compare,
         "experiment": cmd_experiment,
     }
     if command not in commands:
@@ -93,11 +96,7 @@ def parse_train_args(argv: list[str]) -> tuple[TrainConfig, Path | None]:
     pre.add_argument("--resume", type=Path)
     pre.add_argument("--env-module", action="append", default=[])
     known, rest = pre.parse_known_args(argv)
-    for module in known.env_module:
-        try:
-            importlib.import_module(module)
-        except ImportError as e:
-            raise UserError(f"--env-module {module}: cannot import: {e}") from None
+    _import_env_modules(known.env_module)
     base: dict[str, Any] = {}
     if known.resume is not None:
         base = _resume_config(known.resume)
@@ -120,6 +119,14 @@ def parse_train_args(argv: list[str]) -> tuple[TrainConfig, Path | None]:
                           description=description)  # fmt: skip
     validate(config)
     return config, known.resume
+
+
+def _import_env_modules(modules: list[str]) -> None:
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise UserError(f"--env-module {module}: cannot import: {e}") from None
 
 
 def _peek_env(args: list[str]) -> str | None:
@@ -208,11 +215,19 @@ def cmd_eval(argv: list[str]) -> int:
     mode.add_argument("--deterministic", dest="deterministic", action="store_true", default=True)
     mode.add_argument("--stochastic", dest="deterministic", action="store_false")
     p.add_argument("--seed", type=int, default=None, help="first episode's env seed")
+    p.add_argument("--video", type=Path, default=None,
+                   help="record the first episode to this .mp4 (pip install 'trustpg[video]')")  # fmt: skip
+    p.add_argument("--env-module", action="append", default=[], help="import PKG to register its envs")
     args = p.parse_args(argv)
     if args.episodes < 1:
         raise UserError(f"--episodes must be >= 1, got {args.episodes}")
+    _import_env_modules(args.env_module)
+    if args.video is not None and not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")  # headless MuJoCo rendering
     agent = Agent.load(_checkpoint_for(args.run, args.checkpoint))
-    mean, std, _ = agent.evaluate(args.episodes, args.deterministic, args.seed)
+    mean, std, _ = agent.evaluate(args.episodes, args.deterministic, args.seed, video=args.video)
+    if args.video is not None:
+        print(f"wrote {args.video}")
     kind = "deterministic" if args.deterministic else "stochastic"
     print(f"{agent.config.env} {agent.config.algo.upper()} ({kind}, {args.episodes} episodes): "
           f"{mean:.2f} ± {std:.2f}")  # fmt: skip
@@ -231,6 +246,12 @@ def cmd_plot(argv: list[str]) -> int:
     out = plot_runs(args.runs, args.out, x=args.x, y=args.y)
     print(f"wrote {out}")
     return 0
+
+
+def cmd_compare(argv: list[str]) -> int:
+    from trustpg.compare import compare_main
+
+    return compare_main(argv)
 
 
 def cmd_experiment(argv: list[str]) -> int:

@@ -157,6 +157,51 @@ class Categorical:
         return (pu - self.probs * pu.sum(-1, keepdim=True),)
 
 
+class MultiCategorical:
+    """Independent categoricals over D action dimensions with n_1..n_D choices each
+    (gymnasium's ``MultiDiscrete``): logits ``[B, Σ n_d]`` (the D blocks concatenated),
+    actions integer ``[B, D]``.
+
+    log p(a) = Σ_d log p_d(a_d); entropy and KL are the sums over d as well. The metric is
+    block diagonal with the Categorical logits metric diag(p_d) − p_d p_dᵀ in each block.
+    """
+
+    def __init__(self, logits: Tensor, nvec: tuple[int, ...] | list[int]) -> None:
+        self.nvec = tuple(int(n) for n in nvec)
+        if not self.nvec or min(self.nvec) < 1 or sum(self.nvec) != logits.shape[-1]:
+            raise ValueError(
+                f"logits have {logits.shape[-1]} entries per sample; nvec {self.nvec} needs "
+                f"sum(nvec) = {sum(self.nvec)} (and every n_d >= 1)"
+            )
+        self.logits = logits
+        self.parts = [Categorical(logits=z) for z in logits.split(self.nvec, dim=-1)]
+
+    @property
+    def params(self) -> Params:
+        return (self.logits,)
+
+    def with_params(self, params: Params) -> MultiCategorical:
+        (z,) = params
+        return MultiCategorical(z, self.nvec)
+
+    def log_prob(self, actions: Tensor) -> Tensor:
+        return sum(c.log_prob(actions[..., d]) for d, c in enumerate(self.parts))  # type: ignore[return-value]
+
+    def entropy(self) -> Tensor:
+        return sum(c.entropy() for c in self.parts)  # type: ignore[return-value]
+
+    def mode(self) -> Tensor:
+        return torch.stack([c.mode() for c in self.parts], dim=-1)
+
+    def sample(self, generator: torch.Generator | None = None) -> Tensor:
+        return torch.stack([c.sample(generator) for c in self.parts], dim=-1)
+
+    def metric(self, tangents: Params) -> Params:
+        (u,) = tangents
+        blocks = u.split(self.nvec, dim=-1)
+        return (torch.cat([c.metric((b,))[0] for c, b in zip(self.parts, blocks)], dim=-1),)
+
+
 class DiagGaussian:
     """Gaussian with diagonal covariance; ``mean`` ``[B, A]``, ``log_std`` broadcastable to it.
 
@@ -207,6 +252,10 @@ def kl(old: Distribution, new: Distribution) -> Tensor:
         return 0.5 * (var_ratio + z.pow(2) - 1.0 - torch.log(var_ratio)).sum(-1)
     if isinstance(old, Categorical) and isinstance(new, Categorical):
         return (old.probs * (old.log_probs - new.log_probs)).sum(-1)
+    if isinstance(old, MultiCategorical) and isinstance(new, MultiCategorical):
+        if old.nvec != new.nvec:
+            raise TypeError(f"kl(old, new): MultiCategorical nvec {old.nvec} != {new.nvec}")
+        return sum(kl(o, n) for o, n in zip(old.parts, new.parts))  # type: ignore[return-value]
     if isinstance(old, Bernoulli) and isinstance(new, Bernoulli):
         o1, o0 = old._log_p1_p0()
         n1, n0 = new._log_p1_p0()

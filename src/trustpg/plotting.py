@@ -56,19 +56,45 @@ def group_runs(runs: list[Path]) -> dict[tuple[str, str], list[Path]]:
     return dict(groups)
 
 
+def expand_runs(paths: list[Path]) -> list[Path]:
+    """Run directories among ``paths``; a directory that is not a run stands for the runs below it."""
+    runs: list[Path] = []
+    for p in paths:
+        if (p / "config.json").is_file():
+            runs.append(p)
+        elif p.is_dir():
+            found = sorted(c.parent for c in p.rglob("config.json") if (c.parent / "metrics.csv").is_file())
+            if not found:
+                raise ValueError(f"{p} holds no run directories (config.json + metrics.csv)")
+            runs.extend(found)
+        else:
+            raise ValueError(f"{p} is not a run directory")
+    return list(dict.fromkeys(runs))
+
+
+def aggregate(
+    runs: list[Path], x: str = "env_steps", y: str = "mean_return"
+) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
+    """(env, algo) → (x grid, mean, std across seeds, number of runs): what :func:`plot_runs` draws."""
+    out = {}
+    for key, members in sorted(group_runs(expand_runs(runs)).items()):
+        grid, mean, std = mean_std_on_grid([load_curve(r, x, y) for r in members])
+        out[key] = (grid, mean, std, len(members))
+    return out
+
+
 def plot_runs(runs: list[Path], out: Path, x: str = "env_steps", y: str = "mean_return") -> Path:
     """One panel per env, one line (mean ± std across seeds) per algorithm."""
-    groups = group_runs(runs)
-    envs = sorted({env for env, _ in groups})
+    curves = aggregate(runs, x, y)
+    envs = sorted({env for env, _ in curves})
     cols = min(3, len(envs))
     rows = math.ceil(len(envs) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
     for ax, env in zip(axes.flat, envs):
-        for (e, algo), members in sorted(groups.items()):
+        for (e, algo), (grid, mean, std, n) in curves.items():
             if e != env:
                 continue
-            grid, mean, std = mean_std_on_grid([load_curve(r, x, y) for r in members])
-            ax.plot(grid, mean, label=f"{algo.upper()} (n={len(members)})")
+            ax.plot(grid, mean, label=f"{algo.upper()} (n={n})")
             ax.fill_between(grid, mean - std, mean + std, alpha=0.25)
         ax.set_title(env)
         ax.set_xlabel(x)

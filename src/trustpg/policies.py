@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from trustpg.distributions import Bernoulli, Categorical, DiagGaussian, Distribution
+from trustpg.distributions import Bernoulli, Categorical, DiagGaussian, Distribution, MultiCategorical
 
-ActionKind = Literal["categorical", "bernoulli", "gaussian"]
+ActionKind = Literal["categorical", "multicategorical", "bernoulli", "gaussian"]
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 #: Orthogonal-init gains (Saxe et al. 2014): √2 for hidden layers; a small policy head keeps the
 #: initial policy near uniform/zero-mean (Andrychowicz et al. 2021, "What matters in on-policy RL").
@@ -43,7 +43,7 @@ def mlp(sizes: list[int], activation: str, head_gain: float) -> nn.Sequential:
 
 
 class Actor(nn.Module):
-    """π_θ(a|s): an MLP producing logits (categorical, bernoulli) or a mean (gaussian).
+    """π_θ(a|s): an MLP producing logits (categorical, multicategorical, bernoulli) or a mean (gaussian).
 
     The Gaussian log-std is a state-independent parameter, as in Schulman et al. 2015.
     """
@@ -56,9 +56,11 @@ class Actor(nn.Module):
         hidden: tuple[int, ...] = (64, 64),
         activation: str = "tanh",
         log_std_init: float = 0.0,
+        nvec: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
         self.kind = kind
+        self.nvec = tuple(nvec)  # choices per dimension, for "multicategorical"
         self.net = mlp([obs_dim, *hidden, action_dim], activation, POLICY_HEAD_GAIN)
         if kind == "gaussian":
             self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
@@ -67,6 +69,8 @@ class Actor(nn.Module):
         out = self.net(obs)
         if self.kind == "categorical":
             return Categorical(logits=out)
+        if self.kind == "multicategorical":
+            return MultiCategorical(out, self.nvec)
         if self.kind == "bernoulli":
             return Bernoulli(logits=out)
         return DiagGaussian(out, self.log_std)
@@ -83,13 +87,17 @@ class Critic(nn.Module):
         return self.net(obs).squeeze(-1)
 
 
-SUPPORTED_ACTIONS = "Discrete, MultiBinary and Box"
+SUPPORTED_ACTIONS = "Discrete, MultiDiscrete, MultiBinary and Box"
 
 
 def action_kind(space: gym.Space) -> tuple[ActionKind, int]:
     """The distribution family and action dimension for an action space."""
     if isinstance(space, gym.spaces.Discrete):
         return "categorical", int(space.n)
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        if space.nvec.ndim != 1 or np.any(space.start != 0):
+            raise ValueError(f"MultiDiscrete actions must be 1-D and start at 0, got {space}")
+        return "multicategorical", int(space.nvec.sum())
     if isinstance(space, gym.spaces.MultiBinary):
         return "bernoulli", int(np.prod(space.shape))
     if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
@@ -119,4 +127,5 @@ def make_actor(
     log_std_init: float,
 ) -> Actor:
     kind, dim = action_kind(action_space)
-    return Actor(obs_dim(observation_space), dim, kind, hidden, activation, log_std_init)
+    nvec = tuple(int(n) for n in action_space.nvec) if kind == "multicategorical" else ()
+    return Actor(obs_dim(observation_space), dim, kind, hidden, activation, log_std_init, nvec)
