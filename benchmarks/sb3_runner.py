@@ -1,0 +1,94 @@
+"""Run sb3-contrib's TRPO with the RL Zoo MuJoCo hyperparameters, logging like a trustpg run.
+
+Used by benchmarks/mujoco_bench.py (``pip install -e .[bench]``). Writes RUN/metrics.csv (env_steps,
+mean_return, wall_time, steps_per_sec), RUN/config.json and RUN/summary.json (deterministic
+evaluation over 10 episodes with the frozen VecNormalize statistics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# rl-baselines3-zoo hyperparams/trpo.yml, MuJoCo defaults (Hopper, HalfCheetah, Walker2d, Ant).
+ZOO_MUJOCO = dict(
+    n_steps=1024, batch_size=128, gamma=0.99, gae_lambda=0.95, sub_sampling_factor=1,
+    cg_max_steps=25, cg_damping=0.1, n_critic_updates=20, learning_rate=1e-3,
+)  # fmt: skip
+ZOO_N_ENVS = 2
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--env", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=1_000_000)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    from sb3_contrib import TRPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    hp = dict(ZOO_MUJOCO)
+    if args.env.startswith("Swimmer"):
+        hp["gamma"] = 0.9999
+    env = VecNormalize(make_vec_env(args.env, n_envs=ZOO_N_ENVS, seed=args.seed))
+    (args.out / "config.json").write_text(json.dumps(
+        {"env": args.env, "algo": "sb3-trpo", "seed": args.seed, "steps": args.steps,
+         "n_envs": ZOO_N_ENVS, **hp}, indent=2))  # fmt: skip
+    f = open(args.out / "metrics.csv", "w", newline="")  # noqa: SIM115
+    w = csv.writer(f)
+    w.writerow(["update", "env_steps", "mean_return", "wall_time", "steps_per_sec"])
+    t0 = time.perf_counter()
+
+    class Log(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.updates = 0
+
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_rollout_end(self) -> None:
+            self.updates += 1
+            eps = [e["r"] for e in self.model.ep_info_buffer] if self.model.ep_info_buffer else []
+            wall = time.perf_counter() - t0
+            mean = float(np.mean(eps[-10:])) if eps else float("nan")
+            w.writerow([self.updates, self.num_timesteps, mean, wall, self.num_timesteps / wall])
+            f.flush()
+
+    model = TRPO("MlpPolicy", env, seed=args.seed, verbose=0, **hp)
+    model.learn(args.steps, callback=Log())
+    seconds = time.perf_counter() - t0
+    f.close()
+    env.training = False
+    env.norm_reward = False
+    returns = []
+    import gymnasium as gym
+
+    eval_env = gym.make(args.env)
+    for ep in range(10):
+        obs, _ = eval_env.reset(seed=10_000 + args.seed + ep)
+        total, done = 0.0, False
+        while not done:
+            action, _ = model.predict(env.normalize_obs(obs[None]), deterministic=True)
+            obs, r, term, trunc, _ = eval_env.step(action[0])
+            total += float(r)
+            done = term or trunc
+        returns.append(total)
+    summary = {"env_steps": args.steps, "train_seconds": seconds, "eval_mean": float(np.mean(returns)),
+               "eval_std": float(np.std(returns)), "eval_returns": returns}  # fmt: skip
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
