@@ -12,7 +12,6 @@ benchmarks/sb3_runner.py (RL Zoo hyperparameters; needs ``pip install -e .[bench
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path

@@ -1,0 +1,109 @@
+"""Aggregate bench-runs/mujoco/<env>/<algo>/s<seed>/ into docs/benchmarks.md and a curve plot."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from trustpg.plotting import load_curve, mean_std_on_grid
+
+CMD = "python benchmarks/mujoco_bench.py"
+
+
+def collect(runs: Path) -> dict[tuple[str, str], list[dict]]:
+    out: dict[tuple[str, str], list[dict]] = {}
+    for summary in sorted(runs.glob("*/*/s*/summary.json")):
+        run = summary.parent
+        env, algo = run.parent.parent.name, run.parent.name
+        s = json.loads(summary.read_text())
+        s["seed"] = int(run.name[1:])
+        s["run"] = run
+        out.setdefault((env, algo), []).append(s)
+    return out
+
+
+def write_report(runs: Path, doc: Path, fig: Path, targets: dict) -> None:
+    data = collect(runs)
+    lines = [
+        "# Benchmarks",
+        "",
+        "## MuJoCo learning (1M environment steps per run)",
+        "",
+        "Deterministic evaluation return (10 episodes) of the final policy; mean ± std across seeds,",
+        "then the per-seed numbers. Wall time and steps/s are per run, measured on this 2-core",
+        "machine while other jobs shared it, so they are indicative only (see docs/performance.md for",
+        "controlled throughput ratios). trustpg runs: `trustpg train --preset mujoco --env ENV",
+        "--algo ALGO --seed S`; sb3-trpo: sb3-contrib TRPO with the RL Zoo hyperparameters",
+        "(benchmarks/sb3_runner.py).",
+        "",
+        f"Reproduce: `{CMD} run --envs ENV... --algos trpo npg vpg sb3-trpo --seeds 0 1 2 3 4`, then",
+        f"`{CMD} report`.",
+        "",
+        "| env | algo | seeds | final return (mean ± std) | target | per-seed | wall time (s) | steps/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (env, algo), rows in sorted(data.items()):
+        rets = [r["eval_mean"] for r in rows]
+        secs = [r["train_seconds"] for r in rows]
+        tgt = targets.get(env)
+        target = (
+            ""
+            if tgt is None
+            else (f"≥ {tgt[0]}" if "trpo" in algo else f"≥ {tgt[2]}" if algo == "npg" else "")
+        )
+        met = ""
+        if target and algo in ("trpo", "npg"):
+            bar = tgt[0] if algo == "trpo" else tgt[2]
+            met = " ✅" if np.mean(rets) >= bar and len(rows) >= 5 else " ❌"
+        per_seed = ", ".join(f"s{r['seed']}: {r['eval_mean']:.0f}" for r in rows)
+        sps = [r["env_steps"] / r["train_seconds"] for r in rows]
+        lines.append(
+            f"| {env} | {algo} | {len(rows)} | {np.mean(rets):.0f} ± {np.std(rets):.0f} | {target}{met} | "
+            f"{per_seed} | {np.median(secs):.0f} | {np.median(sps):,.0f} |"
+        )
+    lines += ["", "Published reference numbers at 1M steps (not measured here):", ""]
+    lines += [f"- {env}: best published TRPO {ref}" for env, (_, ref, _) in targets.items()]
+    lines += ["", f"![learning curves](figures/{fig.name})", ""]
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    marker = "<!-- mujoco-report-end -->"
+    rest = ""
+    if doc.exists() and marker in doc.read_text():
+        rest = doc.read_text().split(marker, 1)[1]
+    doc.write_text("\n".join(lines) + "\n" + marker + rest)
+    _plot(data, fig)
+
+
+def _plot(data: dict[tuple[str, str], list[dict]], fig_path: Path) -> None:
+    envs = sorted({env for env, _ in data})
+    if not envs:
+        return
+    cols = min(3, len(envs))
+    rows = math.ceil(len(envs) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+    for ax, env in zip(axes.flat, envs):
+        for (e, algo), runs in sorted(data.items()):
+            if e != env:
+                continue
+            grid, mean, std = mean_std_on_grid(
+                [load_curve(r["run"], "env_steps", "mean_return") for r in runs]
+            )
+            ax.plot(grid, mean, label=f"{algo} (n={len(runs)})")
+            ax.fill_between(grid, mean - std, mean + std, alpha=0.2)
+        ax.set_title(env)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("training episode return")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(envs) :]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    fig_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(fig_path, dpi=110)
+    plt.close(fig)
