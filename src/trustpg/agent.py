@@ -17,9 +17,9 @@ from trustpg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from trustpg.config import TrainConfig
 from trustpg.distributions import Distribution
 from trustpg.envs import EnvLike, EnvSource, flatten_if_needed, flatten_obs, recording
-from trustpg.logger import MetricsLogger
+from trustpg.logger import MetricsLogger, drop_rows_after
 from trustpg.progress import TrainProgress
-from trustpg.trainer import Callback, Trainer
+from trustpg.trainer import Callback, Trainer, TrainingFault
 
 
 class Agent:
@@ -75,14 +75,22 @@ class Agent:
         torch.set_num_threads(c.torch_threads)
         target = self.trainer.env_steps + total_steps
         out = Path(run_dir) if run_dir is not None else None
+        if out and self.trainer.updates > 0:
+            drop_rows_after(out / "metrics.csv", self.trainer.updates)
         logger = MetricsLogger(out, c.tensorboard, append=self.trainer.updates > 0) if out else None
         show = c.progress if progress is None else progress
         bar = TrainProgress(target, self.trainer.env_steps, enabled=show)
+        self._stop = False
         old_handlers = _install_stop_handlers(self) if out else {}
         try:
             with bar:
                 while self.trainer.env_steps < target and not self._stop:
-                    row = self.trainer.iterate()
+                    try:
+                        row = self.trainer.iterate()
+                    except TrainingFault as e:  # log the update that made the run stop
+                        if logger and e.row is not None:
+                            logger.write(e.row)
+                        raise
                     if c.eval_every and self.trainer.updates % c.eval_every == 0:
                         row["eval_return"] = self._periodic_eval(out)
                     if logger:

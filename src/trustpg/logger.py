@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +69,27 @@ def read_metrics(path: Path) -> list[dict[str, float | str]]:
                     row[k] = v
             rows.append(row)
     return rows
+
+
+def drop_rows_after(path: Path, update: int) -> int:
+    """Remove rows logged after ``update`` (written after the checkpoint a run resumes from, e.g.
+    before a ``kill -9``), so the resumed log has each update once. Atomic; returns rows dropped."""
+    if not path.is_file():
+        return 0
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        rows = list(reader)
+    if header is None or "update" not in header:
+        return 0
+    col = header.index("update")
+    keep = [r for r in rows if len(r) == len(header) and r[col].isdigit() and int(r[col]) <= update]
+    if len(keep) == len(rows):
+        return 0
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(keep)
+    os.replace(tmp, path)
+    return len(rows) - len(keep)

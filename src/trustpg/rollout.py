@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from trustpg.distributions import Distribution
+from trustpg.envstate import capture_vector_env, decode, encode, failed_env_index, restore_vector_env
 
 #: Variance floor of the running normalisers.
 NORM_EPS = 1e-8
@@ -150,11 +151,17 @@ class Collector:
             bad |= ~np.isfinite(rew)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            what = "observation" if not np.isfinite(obs[i]).all() else "reward"
+            what = "observation" if not np.isfinite(obs[i]).all() else f"reward ({rew[i]})"
             raise EnvFault(
-                f"environment {i} returned a non-finite {what} at step {self.total_steps + t} "
-                f"(rollout step {t}); stopping. The last checkpoint is unchanged."
+                f"environment {i} returned a non-finite {what} {self._when(t)}; the run stops "
+                "here and the last checkpoint is unchanged."
             )
+
+    def _when(self, t: int) -> str:
+        """Where a fault happened: each env's step count in this run (t = -1: at reset)."""
+        if t < 0:
+            return "at reset"
+        return f"at step {self.total_steps // self.env.num_envs + t + 1} (rollout step {t})"
 
     @torch.no_grad()
     def collect(self, actor: nn.Module, critic: nn.Module, steps: int) -> Batch:
@@ -185,9 +192,11 @@ class Collector:
             try:
                 next_obs, r, te, tr, info = self.env.step(env_action)
             except Exception as e:
+                i = failed_env_index(self.env, e)
+                who = "an environment" if i is None else f"environment {i}"
                 raise EnvFault(
-                    f"environment step {self.total_steps + t} raised {type(e).__name__}: {e}; "
-                    "stopping. The last checkpoint is unchanged."
+                    f"{who} raised {type(e).__name__}: {e} {self._when(t)}; the run stops here "
+                    "and the last checkpoint is unchanged."
                 ) from e
             self._check(next_obs, r, t)
             rew[t], term[t], trunc[t] = r, te, tr
@@ -233,6 +242,26 @@ class Collector:
             self.ret_rms.update(self._disc_ret)
             self._disc_ret[done[t]] = 0.0
         return (rew / np.sqrt(self.ret_rms.var + NORM_EPS)).astype(np.float32)
+
+    def state_dict(self) -> dict | None:
+        """JSON state to continue collecting exactly from here: current observations, episode
+        counters and every sub-env's state (:mod:`trustpg.envstate`); None before the first reset."""
+        if self._obs is None:
+            return None
+        counters = {"obs": self._obs, "disc_ret": self._disc_ret, "ep_ret": self._ep_ret}
+        counters["ep_len"] = self._ep_len
+        return {**{k: encode(v) for k, v in counters.items()}, "envs": capture_vector_env(self.env)}
+
+    def load_state_dict(self, state: dict) -> str | None:
+        """Continue from :meth:`state_dict`. Returns None, or why the envs could not be restored
+        (they are then freshly reset with ``self.seed``)."""
+        self.reset(self.seed)
+        why = restore_vector_env(self.env, state["envs"])
+        if why is None:
+            self._obs = decode(state["obs"])
+            self._disc_ret, self._ep_ret = decode(state["disc_ret"]), decode(state["ep_ret"])
+            self._ep_len = decode(state["ep_len"])
+        return why
 
     def close(self) -> None:
         self.env.close()

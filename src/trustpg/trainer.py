@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gymnasium as gym
@@ -21,14 +24,35 @@ from trustpg.checkpoint import (
 )
 from trustpg.config import TrainConfig
 from trustpg.envs import EnvSource
+from trustpg.linalg import flat_params, set_flat_params
 from trustpg.policies import Critic, make_actor, obs_dim
 from trustpg.rollout import Batch, Collector, RunningMeanStd
 from trustpg.steps import NPG, TRPO, VPG, NaturalDirection, PolicyBatch, StepStats, UpdateRule
 from trustpg.value import fit_value
 
+log = logging.getLogger("trustpg")
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` intra-op threads, then restore the previous number."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
 
 class TrainingFault(RuntimeError):
-    """Training cannot continue (e.g. too many consecutive numerical failures)."""
+    """Training cannot continue (e.g. too many consecutive numerical failures).
+
+    ``row`` is the metrics row of the update that triggered the stop, so it can still be logged.
+    """
+
+    def __init__(self, message: str, row: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.row = row
 
 
 def make_rule(c: TrainConfig) -> UpdateRule:
@@ -69,7 +93,8 @@ class Trainer:
         else:
             self.observation_space, self.action_space = spaces
             self.raw_observation_space = self.observation_space
-        with torch.random.fork_rng():
+        # Orthogonal init (a QR) differs in the last bits with the thread count: fix both.
+        with torch.random.fork_rng(), torch_threads(c.torch_threads):
             torch.manual_seed(c.seed)  # weight init only; the global RNG is left untouched
             self.actor = actor if actor is not None else make_actor(
                 self.observation_space, self.action_space, c.hidden_sizes, c.activation,
@@ -89,6 +114,8 @@ class Trainer:
         self.wall_time = 0.0
         self.skips_in_row = 0
         self.best_eval = -math.inf
+        #: Collector state from a loaded checkpoint, applied when the envs are made (issue 6).
+        self.collector_state: dict[str, Any] | None = None
 
     # -- collection ---------------------------------------------------------------------------
     def _ensure_collector(self) -> Collector:
@@ -100,10 +127,23 @@ class Trainer:
             col.ret_rms = self.ret_rms
             col.generator = self.action_generator
             col.total_steps = self.env_steps
-            # A resumed run restarts its episodes from a reset seeded by the update counter.
-            col.seed = c.seed + 7919 * self.updates
+            if self.updates > 0:
+                self._resume_collector(col)
             self.collector = col
         return self.collector
+
+    def _resume_collector(self, col: Collector) -> None:
+        """Continue the saved episodes bit-exactly; if the envs' state was not captured (see
+        ``trustpg.envstate``), restart them from a reset seeded by the update counter, and warn."""
+        saved, self.collector_state = self.collector_state, None
+        why = col.load_state_dict(saved) if saved is not None else "the checkpoint holds no env state"
+        if why is not None:
+            col.seed = self.config.seed + 7919 * self.updates
+            col.reset(col.seed)
+            log.warning(
+                "resuming with fresh episodes, so this run will not match an uninterrupted one "
+                "exactly: %s (see docs/reliability.md)", why,
+            )  # fmt: skip
 
     def close(self) -> None:
         if self.collector is not None:
@@ -124,11 +164,13 @@ class Trainer:
         actions = batch.actions.reshape(-1, *batch.actions.shape[2:])
         adv = adv.reshape(-1)
         policy_adv = normalize(adv) if c.normalize_advantages else adv
+        theta, phi = flat_params(self.actor), flat_params(self.critic)
         stats = self.rule.update(self.actor, PolicyBatch(obs, actions, policy_adv))
         vl_before, vl_after = fit_value(
             self.critic, self.vf_optimizer, obs, returns.reshape(-1),
             epochs=c.vf_epochs, minibatch_size=c.vf_minibatch_size, generator=self.vf_generator,
         )  # fmt: skip
+        stats = self._keep_finite(theta, phi, stats)
         seconds = time.perf_counter() - t0
         self.updates += 1
         self.env_steps += c.batch_size
@@ -139,9 +181,22 @@ class Trainer:
         if self.skips_in_row >= c.max_consecutive_skips:
             raise TrainingFault(
                 f"{self.skips_in_row} updates in a row were skipped (last: {stats.skip_reason}); "
-                "stopping. Try a larger damping, a smaller max_kl or check the environment's rewards."
+                "stopping. Try a larger damping, a smaller max_kl or check the environment's rewards.",
+                row,
             )
         return row
+
+    def _keep_finite(self, theta: Tensor, phi: Tensor, stats: StepStats) -> StepStats:
+        """Never keep NaN/inf parameters: the update rules restore θ themselves; this is the last
+        line of defence for the actor, and the only one for the critic (whose Adam state is reset)."""
+        if not torch.isfinite(flat_params(self.actor)).all():
+            set_flat_params(self.actor, theta)
+            stats = dataclasses.replace(stats, skip_reason="non-finite parameters after the step")
+        if not torch.isfinite(flat_params(self.critic)).all():
+            set_flat_params(self.critic, phi)
+            self.vf_optimizer.state.clear()
+            log.warning("critic fit gave non-finite parameters; critic restored, its Adam state reset")
+        return stats
 
     # -- checkpoint state -------------------------------------------------------------------
     def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -166,6 +221,9 @@ class Trainer:
             config=self.config.to_dict(), updates=self.updates, env_steps=self.env_steps,
             episodes=self.episodes, wall_time=self.wall_time, best_eval=_finite_or_none(self.best_eval),
         )  # fmt: skip
+        # Not collected since loading: keep the loaded env state so a re-save loses nothing.
+        col = self.collector
+        meta["collector"] = col.state_dict() if isinstance(col, Collector) else self.collector_state
         return tensors, meta
 
     def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
@@ -185,6 +243,8 @@ class Trainer:
         self.wall_time = float(meta["wall_time"])
         best = meta.get("best_eval")
         self.best_eval = -math.inf if best is None else float(best)
+        self.close()  # envs are remade on the next update, in the saved state
+        self.collector_state = meta.get("collector")
 
     # -- acting -----------------------------------------------------------------------------
     @torch.no_grad()
