@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trustpg.callbacks import CallbackList
 from trustpg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from trustpg.config import TrainConfig
 from trustpg.distributions import Distribution
@@ -58,7 +60,7 @@ class Agent:
     def learn(
         self,
         total_steps: int,
-        callback: Callback | None = None,
+        callback: Callback | Sequence[Callback] | None = None,
         *,
         run_dir: str | os.PathLike | None = None,
         progress: bool | None = None,
@@ -66,11 +68,14 @@ class Agent:
         """Train for ``total_steps`` more environment steps.
 
         ``callback(row)`` gets each update's metrics (a dict); returning False stops training.
+        A list of callbacks runs in order (see :mod:`trustpg.callbacks`).
         With ``run_dir`` the run writes ``metrics.csv``, TensorBoard events and checkpoints there,
         and SIGINT/SIGTERM stop it cleanly after a final checkpoint.
         """
         if total_steps < 0:
             raise ValueError(f"total_steps must be >= 0, got {total_steps}")
+        if isinstance(callback, Sequence):
+            callback = CallbackList(callback)
         c = self.config
         torch.set_num_threads(c.torch_threads)
         target = self.trainer.env_steps + total_steps

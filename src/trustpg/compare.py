@@ -28,6 +28,7 @@ def run_name(env: str, algo: str, seed: int) -> str:
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p = argparse.ArgumentParser(
         prog="trustpg compare",
+        allow_abbrev=False,  # --seed must not silently mean --seeds
         description="Train each algorithm with each seed on one env, then plot mean ± std "
         "across seeds and print a table of final returns.",
         epilog="Any other option is passed to every `trustpg train` run, e.g. --preset classic, "

@@ -22,8 +22,9 @@ def load_curve(run: Path, x: str, y: str) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise ValueError(f"{run} has no metrics.csv")
     rows = read_metrics(path)
-    if rows and (x not in rows[0] or y not in rows[0]):
-        raise ValueError(f"{path}: no column {x!r} or {y!r}; columns: {', '.join(rows[0])}")
+    missing = [c for c in (x, y) if rows and c not in rows[0]]
+    if missing:
+        raise ValueError(f"{path}: no column {missing[0]!r}; columns: {', '.join(rows[0])}")
     xs = np.array([float(r[x]) for r in rows])
     ys = np.array([float(r[y]) for r in rows])
     keep = ~np.isnan(ys)
