@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import resource
 import time
 from pathlib import Path
 
@@ -86,7 +87,8 @@ def main() -> None:
             done = term or trunc
         returns.append(total)
     summary = {"env_steps": args.steps, "train_seconds": seconds, "eval_mean": float(np.mean(returns)),
-               "eval_std": float(np.std(returns)), "eval_returns": returns}  # fmt: skip
+               "eval_std": float(np.std(returns)), "eval_returns": returns,
+               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
 
 

@@ -20,6 +20,7 @@ import tyro
 
 from trustpg.checkpoint import CheckpointError
 from trustpg.config import TrainConfig, deferred_validation, validate
+from trustpg.distributed import MissingExtra
 from trustpg.presets import preset_overrides
 from trustpg.rollout import EnvFault
 from trustpg.trainer import TrainingFault
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"unknown command {command!r}; choose from {', '.join(commands)}")
     try:
         return commands[command](rest)
-    except (UserError, ValueError, TypeError, CheckpointError) as e:
+    except (UserError, ValueError, TypeError, CheckpointError, MissingExtra) as e:
         return _fail(str(e))
     except (EnvFault, TrainingFault) as e:
         print(f"trustpg: stopped: {e}", file=sys.stderr)

@@ -43,6 +43,12 @@ class TrainConfig:
     """Steps each env takes per update; the batch has num_envs × steps_per_env transitions."""
     vectorization: Literal["sync", "async"] = "sync"
     """Gymnasium vector env: sync (one process) or async (one subprocess per env)."""
+    workers: int = 0
+    """Ray rollout workers (0 = sample in this process). Each steps num_envs/workers envs;
+    needs the ray extra: pip install 'trustpg[ray]'. See docs/scaling.md."""
+    ray_address: str | None = None
+    """Address of a running Ray cluster for the workers (e.g. auto, ray://host:10001); unset
+    starts a local Ray instance."""
     env_kwargs: str = "{}"
     """Keyword arguments for gymnasium.make, as a JSON object (parsed, never evaluated)."""
 
@@ -199,4 +205,9 @@ def validate(c: TrainConfig) -> None:
     _need(c.fvp_stride <= c.batch_size, "fvp_stride", c.fvp_stride,
           f"<= the batch size num_envs*steps_per_env = {c.batch_size}")  # fmt: skip
     _need(c.vectorization in ("sync", "async"), "vectorization", c.vectorization, "sync or async")
+    _need(c.workers >= 0, "workers", c.workers, ">= 0 (0 samples in-process)")
+    _need(c.workers == 0 or c.num_envs % c.workers == 0, "workers", c.workers,
+          f"a divisor of num_envs={c.num_envs} (each worker steps num_envs/workers envs)")  # fmt: skip
+    _need(c.ray_address is None or (isinstance(c.ray_address, str) and bool(c.ray_address)),
+          "ray_address", c.ray_address, "unset or a Ray address such as ray://host:10001")  # fmt: skip
     parse_env_kwargs(c.env_kwargs)

@@ -14,7 +14,7 @@ COLUMNS = [
     "surrogate_before", "surrogate_after", "predicted_kl", "measured_kl",
     "cg_residual", "cg_iterations", "backtracks", "grad_angle", "grad_norm", "step_norm",
     "entropy", "value_loss_before", "value_loss", "skipped", "skip_reason",
-    "seconds", "wall_time", "steps_per_sec", "eval_return",
+    "seconds", "wall_time", "steps_per_sec", "eval_return", "worker_restarts",
 ]  # fmt: skip
 
 

@@ -40,7 +40,13 @@ class RunningMeanStd:
         n = x.shape[0]
         if n == 0:
             return
-        b_mean, b_var = x.mean(0), x.var(0)
+        self.update_from_moments(n, x.mean(0), x.var(0))
+
+    def update_from_moments(self, n: float, b_mean: np.ndarray, b_var: np.ndarray) -> None:
+        """Merge a batch given by its size, mean and (population) variance; the learner of
+        :mod:`trustpg.distributed` merges the workers' batch moments with this."""
+        if n == 0:
+            return
         total = self.count + n
         delta = b_mean - self.mean
         m2 = self.var * self.count + b_var * n + delta**2 * self.count * n / total

@@ -23,6 +23,7 @@ from trustpg.checkpoint import (
     unprefixed,
 )
 from trustpg.config import TrainConfig
+from trustpg.distributed import RayCollector
 from trustpg.envs import EnvSource
 from trustpg.linalg import flat_params, set_flat_params
 from trustpg.policies import Critic, make_actor, obs_dim
@@ -106,7 +107,7 @@ class Trainer:
         self.vf_generator = torch.Generator().manual_seed(c.seed + 1)
         self.obs_rms = RunningMeanStd(self.observation_space.shape)
         self.ret_rms: RunningMeanStd | None = RunningMeanStd(()) if c.normalize_reward else None
-        self.collector: Collector | None = None
+        self.collector: Collector | RayCollector | None = None
         self.action_generator = torch.Generator().manual_seed(c.seed + 2)
         self.updates = 0
         self.env_steps = 0
@@ -118,7 +119,12 @@ class Trainer:
         self.collector_state: dict[str, Any] | None = None
 
     # -- collection ---------------------------------------------------------------------------
-    def _ensure_collector(self) -> Collector:
+    def _ensure_collector(self) -> Collector | RayCollector:
+        if self.collector is None and self.config.workers > 0:  # issue 7: Ray rollout workers
+            self.collector = RayCollector(
+                self.config, self.actor, self.critic, self.obs_rms, self.ret_rms,
+                self.action_generator, self.updates,
+            )  # fmt: skip
         if self.collector is None:
             c = self.config
             env = self.env_source.make_vec(c.num_envs, c.vectorization)
@@ -144,6 +150,11 @@ class Trainer:
                 "resuming with fresh episodes, so this run will not match an uninterrupted one "
                 "exactly: %s (see docs/reliability.md)", why,
             )  # fmt: skip
+
+    @property
+    def worker_restarts(self) -> int:
+        """Ray rollout workers restarted so far by this trainer's sampler (0 in-process)."""
+        return self.collector.restarts if isinstance(self.collector, RayCollector) else 0
 
     def close(self) -> None:
         if self.collector is not None:
@@ -285,7 +296,7 @@ def _row(
         "skipped": int(s.skipped), "skip_reason": s.skip_reason,
         "seconds": seconds, "wall_time": t.wall_time,
         "steps_per_sec": t.config.batch_size / seconds if seconds > 0 else math.nan,
-        "eval_return": math.nan,
+        "eval_return": math.nan, "worker_restarts": t.worker_restarts,
     }  # fmt: skip
 
 
