@@ -7,12 +7,15 @@ documents every hyperparameter. Errors in user input print one line and exit wit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
+import io
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +118,7 @@ def parse_train_args(argv: list[str]) -> tuple[TrainConfig, Path | None]:
         "--config FILE (.toml or .json; a run's config.json reproduces it), --resume RUN_DIR, "
         "--env-module PKG (import a package that registers envs). Flags override all of these."
     )
-    with deferred_validation():
+    with deferred_validation(), _one_line_parse_errors():
         config = tyro.cli(TrainConfig, args=rest, default=default, prog="trustpg train",
                           description=description)  # fmt: skip
     validate(config)
@@ -128,6 +131,35 @@ def _import_env_modules(modules: list[str]) -> None:
             importlib.import_module(module)
         except ImportError as e:
             raise UserError(f"--env-module {module}: cannot import: {e}") from None
+
+
+@contextlib.contextmanager
+def _one_line_parse_errors() -> Iterator[None]:
+    """tyro reports a bad flag in a multi-line box; turn it into a UserError (one line, exit 2).
+    ``--help`` (exit 0) passes through untouched."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            yield
+    except SystemExit as e:
+        if e.code in (0, None):
+            sys.stderr.write(captured.getvalue())
+            raise
+        raise UserError(_box_text(captured.getvalue()) + " (see trustpg train --help)") from None
+    sys.stderr.write(captured.getvalue())
+
+
+def _box_text(box: str) -> str:
+    """The message inside tyro's error box: its lines up to the first rule, joined."""
+    lines = []
+    for raw in box.splitlines()[1:]:  # the first line is the box's title
+        text = raw.strip().strip("│╭╮╰╯").strip()
+        if set(text) <= set("─ "):
+            if lines:
+                break
+            continue
+        lines.append(text)
+    return " ".join(" ".join(lines).split()) or "invalid arguments"
 
 
 def _peek_env(args: list[str]) -> str | None:
@@ -169,6 +201,11 @@ def cmd_train(argv: list[str]) -> int:
     t0 = time.perf_counter()
     try:
         agent.learn(max(remaining, 0), run_dir=run_dir)
+    except (EnvFault, TrainingFault) as e:
+        last = run_dir / "checkpoints" / "last.safetensors"
+        if last.exists():
+            e.args = (f"{e} Last checkpoint: {last} (continue with: trustpg train --resume {run_dir})",)
+        raise
     finally:
         agent.close()
     seconds = time.perf_counter() - t0

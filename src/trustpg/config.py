@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -122,6 +125,11 @@ class TrainConfig:
     """torch.set_num_threads for the run (1 is fastest for small MLPs)."""
 
     def __post_init__(self) -> None:
+        # Friendly coercions for the Python API (JSON has no tuples, users pass strings for paths).
+        if isinstance(self.run_dir, str):
+            object.__setattr__(self, "run_dir", Path(self.run_dir))
+        if isinstance(self.hidden_sizes, list):
+            object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
         if _VALIDATE:
             validate(self)
 
@@ -170,20 +178,50 @@ def _need(ok: bool, name: str, value: Any, allowed: str) -> None:
         raise ValueError(f"{name}={value!r} is invalid: must be {allowed}")
 
 
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _type_name(t: Any) -> str:
+    return {int: "an int", float: "a number", bool: "true or false", str: "a string", Path: "a path"}.get(
+        t, str(t)
+    )
+
+
+def _check_type(name: str, v: Any, t: Any) -> None:
+    """TypeError (ValueError for a Literal) naming the field unless ``v`` has the annotated type."""
+    origin, args = typing.get_origin(t), typing.get_args(t)
+    if origin is Literal:
+        _need(v in args, name, v, "one of " + ", ".join(map(str, args)))
+    elif origin in (types.UnionType, typing.Union):
+        if v is not None:
+            _check_type(name, v, next(a for a in args if a is not type(None)))
+    elif origin is tuple:
+        if not isinstance(v, tuple) or not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+            raise TypeError(f"{name}={v!r} must be a tuple of ints, such as (64, 64)")
+    elif t is float:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise TypeError(f"{name}={v!r} must be a number")
+    elif t is int and (isinstance(v, bool) or not isinstance(v, int)):
+        raise TypeError(f"{name}={v!r} must be an int")
+    elif t in (bool, str, Path) and not isinstance(v, t):
+        raise TypeError(f"{name}={v!r} must be {_type_name(t)}")
+
+
 def validate(c: TrainConfig) -> None:
     """Check every field; raise ValueError/TypeError naming the field, its value and what is allowed."""
+    hints = _field_types()
     for f in dataclasses.fields(c):
         v = getattr(c, f.name)
-        if f.type in ("int",) and (not isinstance(v, int) or isinstance(v, bool)):
-            raise TypeError(f"{f.name}={v!r} must be an int")
-        if f.type in ("float",) and (isinstance(v, bool) or not isinstance(v, int | float)):
-            raise TypeError(f"{f.name}={v!r} must be a number")
-        if f.type == "bool" and not isinstance(v, bool):
-            raise TypeError(f"{f.name}={v!r} must be true or false")
+        _check_type(f.name, v, hints[f.name])
         if isinstance(v, float) and not math.isfinite(v):
             raise ValueError(f"{f.name}={v!r} is invalid: must be finite")
-    _need(c.algo in ("trpo", "npg", "vpg"), "algo", c.algo, "one of trpo, npg, vpg")
-    _need(isinstance(c.env, str) and bool(c.env), "env", c.env, "a Gymnasium environment id")
+    _need(bool(c.env), "env", c.env, "a Gymnasium environment id such as CartPole-v1")
+    _need(c.seed >= 0, "seed", c.seed, ">= 0 (Gymnasium seeds must be non-negative)")
+    _need(-20.0 <= c.log_std_init <= 5.0, "log_std_init", c.log_std_init, "in [-20, 5] (σ = e^log_std)")
+    _need(c.run_name is None or (c.run_name not in ("", ".", "..") and not set("/\\") & set(c.run_name)),
+          "run_name", c.run_name, "unset or a directory name without / or \\")  # fmt: skip
     for name in ("steps", "num_envs", "steps_per_env", "cg_iters", "vf_epochs"):
         _need(getattr(c, name) >= 1, name, getattr(c, name), ">= 1")
     for name in ("vf_minibatch_size", "fvp_stride", "torch_threads", "max_consecutive_skips"):
