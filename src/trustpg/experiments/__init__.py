@@ -1,16 +1,55 @@
-"""The seed's questions as runnable experiments: ``trustpg experiment NAME [--out DIR]``."""
+"""The seed's questions as runnable experiments: ``trustpg experiment NAME [--out DIR] [--smoke]``.
+
+Each experiment is a module with ``run(out: Path, budget: "full" | "smoke") -> list[Path]`` that
+writes its figure(s) and table(s) into ``out``. docs/theory.md shows the full-budget outputs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import time
 from pathlib import Path
 
-EXPERIMENTS: dict[str, str] = {}
+#: Experiment name → module (imported only when run).
+EXPERIMENTS: dict[str, str] = {
+    "bernoulli": "trustpg.experiments.bernoulli",
+    "invariance": "trustpg.experiments.invariance",
+    "stepsize-vs-constraint": "trustpg.experiments.stepsize_vs_constraint",
+    "why-constraint": "trustpg.experiments.why_constraint",
+    "angle": "trustpg.experiments.angle",
+}
+DESCRIPTIONS = {
+    "bernoulli": "the seed's F(θ) = 1/θ + 1/(1−θ) three ways; vanilla vs natural steps across θ",
+    "invariance": "one step in two parameterisations: vanilla KLs differ, natural KLs agree",
+    "stepsize-vs-constraint": "best VPG lr / NPG α move between tasks, TRPO δ = 0.01 does not",
+    "why-constraint": "large unconstrained natural steps vs TRPO: KL per update, catastrophic drops",
+    "angle": "angle between natural and vanilla gradient, predicted vs measured KL, in training",
+}
 
 
 def run_experiment(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="trustpg experiment")
-    p.add_argument("name", choices=sorted(EXPERIMENTS) or ["none"])
-    p.add_argument("--out", type=Path, default=Path("experiments"))
-    p.parse_args(argv)
-    raise ValueError("no experiments are available yet")
+    """Parse ``NAME [--out DIR] [--smoke]``, run the experiment, list the files it wrote."""
+    epilog = "\n".join(f"  {k:24s}{v}" for k, v in DESCRIPTIONS.items())
+    p = argparse.ArgumentParser(
+        prog="trustpg experiment",
+        description="Run one of the seed's experiments.",
+        epilog="experiments:\n" + epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("name", help="experiment name (underscores work too)")
+    p.add_argument("--out", type=Path, default=None, help="output directory (default experiments/NAME)")
+    p.add_argument("--smoke", action="store_true", help="tiny budget: checks it runs, numbers mean little")
+    args = p.parse_args(argv)
+    name = args.name.replace("_", "-")
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {args.name!r}; choose from {', '.join(EXPERIMENTS)}")
+    out = args.out if args.out is not None else Path("experiments") / name
+    module = importlib.import_module(EXPERIMENTS[name])
+    t0 = time.perf_counter()
+    paths = module.run(out, budget="smoke" if args.smoke else "full")
+    kind = "smoke" if args.smoke else "full"
+    print(f"experiment {name} ({kind}) took {time.perf_counter() - t0:.1f} s, wrote:")
+    for path in paths:
+        print(f"  {path}")
+    return 0

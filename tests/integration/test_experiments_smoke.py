@@ -1,0 +1,53 @@
+"""Every experiment runs end to end from the command line on a tiny budget and writes its files.
+
+The budgets are too small for the numbers to mean anything; docs/theory.md shows full runs.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from trustpg.cli import main
+from trustpg.experiments import EXPERIMENTS
+
+#: The files each experiment must write (besides any others).
+EXPECTED = {
+    "bernoulli": ["bernoulli.png", "bernoulli.csv", "bernoulli.md"],
+    "invariance": ["invariance.png", "invariance.csv", "invariance.md"],
+    "stepsize-vs-constraint": ["stepsize_vs_constraint.png", "stepsize_vs_constraint.csv",
+                               "stepsize_vs_constraint_runs.csv", "stepsize_vs_constraint.md"],
+    "why-constraint": ["why_constraint.png", "why_constraint.csv", "why_constraint_curves.csv",
+                       "why_constraint.md"],
+    "angle": ["angle.png", "angle.csv", "angle_curves.csv", "angle.md"],
+}  # fmt: skip
+
+
+def test_every_registered_experiment_is_smoke_tested():
+    assert set(EXPERIMENTS) == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_experiment_smoke_run_writes_its_outputs(name, tmp_path, capsys):
+    out = tmp_path / name
+    argv_name = name.replace("-", "_") if name == "why-constraint" else name  # both spellings work
+    assert main(["experiment", argv_name, "--out", str(out), "--smoke"]) == 0
+    printed = capsys.readouterr().out
+    for fname in EXPECTED[name]:
+        path = out / fname
+        assert path.is_file() and path.stat().st_size > 0, fname
+        assert str(path) in printed
+        if fname.endswith(".png"):
+            assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        if fname.endswith(".csv"):
+            with path.open() as f:
+                rows = list(csv.DictReader(f))
+            assert rows, f"{fname} has no rows"
+        if fname.endswith(".md"):
+            assert "|---|" in path.read_text()
+
+
+def test_unknown_experiment_is_a_user_error(tmp_path, capsys):
+    assert main(["experiment", "nope", "--out", str(tmp_path)]) == 2
+    assert "unknown experiment" in capsys.readouterr().err
