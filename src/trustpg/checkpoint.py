@@ -7,14 +7,16 @@ fsync, rename. A crash at any moment leaves either the old or the new file, neve
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 from torch import Tensor
 
 FORMAT_VERSION = 1
@@ -35,8 +37,8 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, Tensor], meta: d
     target = checkpoint_path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    header = json.dumps({"format_version": FORMAT_VERSION, **meta})
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    header = json.dumps({"format_version": FORMAT_VERSION, **meta, "sha256": tensor_digest(contiguous)})
     try:
         save_file(contiguous, str(tmp), metadata={"trustpg": header})
         with open(tmp, "rb") as f:
@@ -60,32 +62,57 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[st
         p = checkpoint_path(path)
     if not p.is_file():
         raise CheckpointError(f"no checkpoint at {path} (expected a {SUFFIX} file)")
-    with open(p, "rb") as f:
-        head = f.read(8)
-    if head[:1] == b"\x80" or head[:2] == b"PK":
+    raw = p.read_bytes()  # one read: header and tensors come from the same version of the file
+    if raw[:1] == b"\x80" or raw[:2] == b"PK":
         raise CheckpointError(
-            f"{p} looks like a pickle/zip file; trustpg never unpickles. "
+            f"{p} looks like a pickle/zip file (e.g. torch.save); trustpg never unpickles. "
             "Load only checkpoints written by trustpg."
         )
-    try:
-        tensors = load_file(str(p))
-        from safetensors import safe_open
-
-        with safe_open(str(p), framework="pt") as f:
-            metadata = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{p} is not a readable checkpoint (truncated or corrupt?): {e}") from None
+    metadata = _safetensors_metadata(p, raw)
     if "trustpg" not in metadata:
         raise CheckpointError(f"{p} is a safetensors file but not a trustpg checkpoint")
     try:
         meta = json.loads(metadata["trustpg"])
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{p} has a corrupt header: {e}") from None
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{p} has checkpoint format {meta.get('format_version')}, this trustpg reads {FORMAT_VERSION}"
-        )
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        raise CheckpointError(f"{p} has checkpoint format {version}, this trustpg reads {FORMAT_VERSION}")
+    try:
+        tensors = load(raw)
+    except (SafetensorError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{p} is not a readable checkpoint (truncated or corrupt?): {e}") from None
+    if "sha256" in meta and meta.pop("sha256") != tensor_digest(tensors):
+        raise CheckpointError(f"{p} is corrupt: its tensors do not match the checksum in its header")
     return tensors, meta
+
+
+def _safetensors_metadata(p: Path, raw: bytes) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file: an 8-byte little-endian length, then JSON."""
+    if len(raw) < 8:
+        raise CheckpointError(f"{p} is not a readable checkpoint: {len(raw)} bytes (truncated?)")
+    (n,) = struct.unpack("<Q", raw[:8])
+    if n > len(raw) - 8:
+        raise CheckpointError(
+            f"{p} is not a readable checkpoint: header of {n} bytes but the file has {len(raw)} (truncated?)"
+        )
+    try:
+        header = json.loads(raw[8 : 8 + n])
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{p} is not a readable checkpoint (corrupt header: {e})") from None
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def tensor_digest(tensors: dict[str, Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes of ``tensors``: detects bit rot in the data,
+    which safetensors itself does not check."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def prefixed(prefix: str, state: dict[str, Tensor]) -> dict[str, Tensor]:
