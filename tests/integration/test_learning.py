@@ -72,3 +72,16 @@ def test_different_seeds_differ():
     _learn(a, 4096)
     _learn(b, 4096)
     assert not torch.equal(flat_params(a.policy), flat_params(b.policy))
+
+
+def test_async_vector_env_learns_exactly_like_sync():
+    def run(vectorization):
+        agent = TRPO("CartPole-v1", seed=5, num_envs=2, steps_per_env=512, vectorization=vectorization)
+        rows = _learn(agent, 2048)
+        agent.close()
+        return [r["mean_return"] for r in rows], flat_params(agent.policy)
+
+    sync_returns, sync_params = run("sync")
+    async_returns, async_params = run("async")
+    assert sync_returns == async_returns
+    assert torch.equal(sync_params, async_params)
