@@ -43,6 +43,11 @@ class Agent:
             source = EnvSource(env)
             n = source.vector_num_envs
             config = config.replace(env=source.name, **({"num_envs": n} if n else {}))
+            if config.workers > 0:
+                raise ValueError(
+                    f"workers={config.workers} needs a registered env id (Ray workers make their own "
+                    "envs from it); register the env with gymnasium.register, or use workers=0"
+                )
         self.config = config
         self.trainer = Trainer(config, actor=policy, env=source)
         if policy is not None:

@@ -221,6 +221,8 @@ def test_env_instance_and_vector_env(tmp_path):
         TRPO(next_step)
     with pytest.raises(TypeError, match="env must be"):
         TRPO(42)
+    with pytest.raises(ValueError, match="registered env id"):
+        TRPO(lambda: gym.make("CartPole-v1"), workers=2, num_envs=2)
 
 
 def test_multidiscrete_actions_and_dict_observations_learn():
