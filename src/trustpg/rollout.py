@@ -151,15 +151,17 @@ class Collector:
         self._ep_ret[:] = 0
         self._ep_len[:] = 0
 
-    def _check(self, obs: np.ndarray, rew: np.ndarray | None, t: int) -> None:
+    def _check(self, obs: np.ndarray, rew: np.ndarray | None, t: int, envs: np.ndarray | None = None) -> None:
+        """EnvFault if any row of ``obs`` (or ``rew``) is not finite; row k is env ``envs[k]`` (or k)."""
         bad = ~np.isfinite(obs).reshape(obs.shape[0], -1).all(1)
         if rew is not None:
             bad |= ~np.isfinite(rew)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             what = "observation" if not np.isfinite(obs[i]).all() else f"reward ({rew[i]})"
+            env = i if envs is None else int(envs[i])
             raise EnvFault(
-                f"environment {i} returned a non-finite {what} {self._when(t)}; the run stops "
+                f"environment {env} returned a non-finite {what} {self._when(t)}; the run stops "
                 "here and the last checkpoint is unchanged."
             )
 
@@ -210,13 +212,13 @@ class Collector:
             self._ep_len += 1
             done = te | tr
             if done.any():
-                for i in np.flatnonzero(done):
+                ended = np.flatnonzero(done)
+                self._check(np.stack([info["final_obs"][i] for i in ended]), None, t, ended)
+                for i in ended:
                     ep_returns.append(float(self._ep_ret[i]))
                     ep_lengths.append(int(self._ep_len[i]))
                     if tr[i] and not te[i]:
-                        final = info["final_obs"][i]
-                        self._check(final[None], None, t)
-                        finals[(t, int(i))] = final
+                        finals[(t, int(i))] = info["final_obs"][i]
                 self._ep_ret[done] = 0
                 self._ep_len[done] = 0
             self._obs = next_obs
