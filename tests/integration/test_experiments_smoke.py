@@ -18,6 +18,7 @@ EXPECTED = {
     "invariance": ["invariance.png", "invariance.csv", "invariance.md"],
     "stepsize-vs-constraint": ["stepsize_vs_constraint.png", "stepsize_vs_constraint.csv",
                                "stepsize_vs_constraint_runs.csv", "stepsize_vs_constraint.md"],
+    "stepsize-raw": ["stepsize_raw.png", "stepsize_raw.csv", "stepsize_raw_runs.csv", "stepsize_raw.md"],
     "why-constraint": ["why_constraint.png", "why_constraint.csv", "why_constraint_curves.csv",
                        "why_constraint.md"],
     "angle": ["angle.png", "angle.csv", "angle_curves.csv", "angle.md"],

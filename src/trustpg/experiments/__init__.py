@@ -16,6 +16,7 @@ EXPERIMENTS: dict[str, str] = {
     "bernoulli": "trustpg.experiments.bernoulli",
     "invariance": "trustpg.experiments.invariance",
     "stepsize-vs-constraint": "trustpg.experiments.stepsize_vs_constraint",
+    "stepsize-raw": "trustpg.experiments.stepsize_raw",
     "why-constraint": "trustpg.experiments.why_constraint",
     "angle": "trustpg.experiments.angle",
 }
@@ -23,6 +24,7 @@ DESCRIPTIONS = {
     "bernoulli": "the seed's F(θ) = 1/θ + 1/(1−θ) three ways; vanilla vs natural steps across θ",
     "invariance": "one step in two parameterisations: vanilla KLs differ, natural KLs agree",
     "stepsize-vs-constraint": "best VPG lr / NPG α move between tasks, TRPO δ = 0.01 does not",
+    "stepsize-raw": "the same sweep without advantage/reward normalisation (task scale left in)",
     "why-constraint": "large unconstrained natural steps vs TRPO: KL per update, catastrophic drops",
     "angle": "angle between natural and vanilla gradient, predicted vs measured KL, in training",
 }

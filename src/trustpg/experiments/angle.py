@@ -23,9 +23,9 @@ from trustpg.presets import preset_overrides
 
 #: env → (config overrides, steps per run) for the full budget.
 TASKS: dict[str, tuple[dict[str, Any], int]] = {
-    "CartPole-v1": ({}, 50_000),
-    "Pendulum-v1": (preset_overrides("classic", "Pendulum-v1"), 100_000),
-    "Hopper-v5": (preset_overrides("mujoco", "Hopper-v5"), 30_000),
+    "CartPole-v1": ({}, 49_152),
+    "Pendulum-v1": (preset_overrides("classic", "Pendulum-v1"), 61_440),
+    "Hopper-v5": (preset_overrides("mujoco", "Hopper-v5"), 30_720),
 }
 #: The rules whose natural step is logged: TRPO and NPG normalised to ½xᵀFx = δ.
 ALGOS: dict[str, dict[str, Any]] = {"trpo": {}, "npg": {}}

@@ -107,10 +107,12 @@ def best_settings(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _plot(summary: list[dict[str, Any]], out: Path) -> Path:
-    fig, ax = plt.subplots(2, len(SWEEPS), figsize=(15, 8), squeeze=False)
+def _plot(summary: list[dict[str, Any]], out: Path, prefix: str) -> Path:
+    algos = [a for a in SWEEPS if any(r["algo"] == a for r in summary)]
+    fig, ax = plt.subplots(2, len(algos), figsize=(5 * len(algos), 8), squeeze=False)
     envs = sorted({r["env"] for r in summary})
-    for j, (algo, (field, _)) in enumerate(SWEEPS.items()):
+    for j, algo in enumerate(algos):
+        field = SWEEPS[algo][0]
         for k, col in enumerate(("final", "auc")):
             for i, env in enumerate(envs):
                 sel = sorted((r for r in summary if r["env"] == env and r["algo"] == algo),
@@ -120,10 +122,38 @@ def _plot(summary: list[dict[str, Any]], out: Path) -> Path:
             ax[k, j].set(xscale="log", ylim=(-0.05, 1.05), xlabel=f"{algo.upper()} {field}",
                          ylabel=f"{col} return, normalised per env",
                          title=f"{algo.upper()}: {col} return")  # fmt: skip
+            values = sorted({r["value"] for r in summary if r["algo"] == algo})
+            ax[k, j].set_xticks(values, [f"{v:g}" for v in values], minor=False)
+            ax[k, j].minorticks_off()
             if algo == "trpo":
                 ax[k, j].axvline(0.01, color="k", lw=0.8, ls=":")
             ax[k, j].legend(fontsize=8)
-    return save_figure(fig, out / "stepsize_vs_constraint.png")
+    return save_figure(fig, out / f"{prefix}.png")
+
+
+def write_outputs(
+    runs: list[dict[str, Any]], curves: list[dict[str, Any]], out: Path, prefix: str, note: str = ""
+) -> list[Path]:
+    """Figure, per-run / summary / per-update CSVs and the markdown table, named ``prefix*``."""
+    summary = summarize(runs)
+    out.mkdir(parents=True, exist_ok=True)
+    md = out / f"{prefix}.md"
+    steps = ", ".join(f"{env} {runs_[0]['env_steps']} steps" for env in sorted({r["env"] for r in runs})
+                      for runs_ in [[r for r in runs if r["env"] == env]])  # fmt: skip
+    md.write_text(
+        f"{note}Seeds per setting: {len({r['seed'] for r in runs})}; {steps}. Score: final return "
+        "(last 10% of updates) normalised per env to [0, 1] over all settings.\n\n"
+        + markdown_table(best_settings(summary))
+        + "\nAll settings:\n\n"
+        + markdown_table(summary)
+    )
+    return [
+        _plot(summary, out, prefix),
+        write_csv(runs, out / f"{prefix}_runs.csv"),
+        write_csv(summary, out / f"{prefix}.csv"),
+        write_csv(curves, out / f"{prefix}_curves.csv"),
+        md,
+    ]
 
 
 def run(out: Path, budget: str = "full") -> list[Path]:
@@ -133,22 +163,4 @@ def run(out: Path, budget: str = "full") -> list[Path]:
     else:
         smoke = {algo: (field, values[1:2]) for algo, (field, values) in SWEEPS.items()}
         runs, curves = sweep_runs({"CartPole-v1": ({}, 256)}, smoke, (0,), num_envs=2, steps_per_env=64)
-    summary = summarize(runs)
-    out.mkdir(parents=True, exist_ok=True)
-    md = out / "stepsize_vs_constraint.md"
-    steps = ", ".join(f"{env} {runs_[0]['env_steps']} steps" for env in sorted({r["env"] for r in runs})
-                      for runs_ in [[r for r in runs if r["env"] == env]])  # fmt: skip
-    md.write_text(
-        f"Seeds per setting: {len({r['seed'] for r in runs})}; {steps}. Score: final return "
-        "(last 10% of updates) normalised per env to [0, 1] over all settings.\n\n"
-        + markdown_table(best_settings(summary))
-        + "\nAll settings:\n\n"
-        + markdown_table(summary)
-    )
-    return [
-        _plot(summary, out),
-        write_csv(runs, out / "stepsize_vs_constraint_runs.csv"),
-        write_csv(summary, out / "stepsize_vs_constraint.csv"),
-        write_csv(curves, out / "stepsize_vs_constraint_curves.csv"),
-        md,
-    ]
+    return write_outputs(runs, curves, out, "stepsize_vs_constraint")
