@@ -63,7 +63,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[st
     if not p.is_file():
         raise CheckpointError(f"no checkpoint at {path} (expected a {SUFFIX} file)")
     raw = p.read_bytes()  # one read: header and tensors come from the same version of the file
-    if raw[:1] == b"\x80" or raw[:2] == b"PK":
+    if not _is_safetensors(raw) and (raw[:1] == b"\x80" or raw[:2] == b"PK"):
         raise CheckpointError(
             f"{p} looks like a pickle/zip file (e.g. torch.save); trustpg never unpickles. "
             "Load only checkpoints written by trustpg."
@@ -85,6 +85,15 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[st
     if "sha256" in meta and meta.pop("sha256") != tensor_digest(tensors):
         raise CheckpointError(f"{p} is corrupt: its tensors do not match the checksum in its header")
     return tensors, meta
+
+
+def _is_safetensors(raw: bytes) -> bool:
+    """An 8-byte header length that fits the file, then a JSON object. (Checked before the pickle
+    magic bytes, which a legitimate header length can start with, e.g. 0x80 = 128.)"""
+    if len(raw) < 9:
+        return False
+    (n,) = struct.unpack("<Q", raw[:8])
+    return n <= len(raw) - 8 and raw[8:9] == b"{"
 
 
 def _safetensors_metadata(p: Path, raw: bytes) -> dict[str, str]:
@@ -111,7 +120,8 @@ def tensor_digest(tensors: dict[str, Tensor]) -> str:
     for name in sorted(tensors):
         t = tensors[name].detach().contiguous().cpu()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        if t.numel():  # an empty tensor has no bytes (and cannot be viewed as bytes)
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 

@@ -376,3 +376,23 @@ def test_kill_9_at_random_moments_leaves_a_loadable_checkpoint_and_resume_works(
     assert updates == list(range(1, target // 128 + 1))
     leftovers = [p.name for p in (run / "checkpoints").iterdir() if p.name != "last.safetensors"]
     assert all(".tmp-" in name for name in leftovers)  # a write cut short by kill -9, never read
+
+
+@pytest.mark.parametrize("first_bytes", [b"\x80", b"PK"])
+def test_checkpoint_whose_header_length_looks_like_pickle_magic_still_loads(tmp_path, first_bytes):
+    """Regression (found by hypothesis): a header of 128 (0x80) bytes, or 0x4B50 = 'PK', is legal."""
+    tensors = {"w": torch.arange(3.0)}
+    wanted = int.from_bytes(first_bytes, "little")
+    modulus = 256 ** len(first_bytes)
+    base = int.from_bytes(
+        ckpt_mod.save_checkpoint(tmp_path / "c", tensors, {"pad": ""}).read_bytes()[:8], "little"
+    )
+    guess = (wanted - base) % modulus  # the header grows by one byte per padding character
+    for pad in range(max(guess - 8, 0), guess + 9):
+        path = ckpt_mod.save_checkpoint(tmp_path / "c", tensors, {"pad": "x" * pad})
+        if path.read_bytes().startswith(first_bytes):
+            break
+    else:
+        pytest.fail("no padding gave the wanted first bytes")
+    loaded, meta = load_checkpoint(path)
+    assert torch.equal(loaded["w"], tensors["w"]) and meta["pad"] == "x" * pad
