@@ -167,9 +167,10 @@ def parse_env_kwargs(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f"env_kwargs must be a JSON object, got {text!r} ({e.msg})") from None
+        msg = f"env_kwargs={text!r} is invalid: env_kwargs must be a JSON object ({e.msg})"
+        raise ValueError(msg) from None
     if not isinstance(value, dict):
-        raise ValueError(f"env_kwargs must be a JSON object, got {text!r}")
+        raise ValueError(f"env_kwargs={text!r} is invalid: env_kwargs must be a JSON object")
     return value
 
 
