@@ -81,13 +81,13 @@ def test_two_workers_merged_equal_the_in_process_collector_on_all_their_envs():
     assert truncations > 0  # V(final obs) bootstrapping went through the split as well
 
 
-def test_without_ray_the_message_names_the_extra(monkeypatch, capsys):
+def test_without_ray_the_message_names_the_extra(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
     with pytest.raises(MissingExtra, match=r"pip install 'trustpg\[ray\]'"):
         import_ray()
     from trustpg.cli import main
 
-    code = main(["train", "--workers", "2", "--steps", "512", "--run-dir", "/nonexistent-unused",
+    code = main(["train", "--workers", "2", "--steps", "512", "--run-dir", str(tmp_path),
                  "--no-progress", "--no-tensorboard"])  # fmt: skip
     assert code == 2
     assert "trustpg[ray]" in capsys.readouterr().err
