@@ -213,7 +213,9 @@ def cmd_train(argv: list[str]) -> int:
         print(f"interrupted at {agent.num_timesteps} steps; checkpoint saved. "
               f"Continue with: trustpg train --resume {run_dir}")  # fmt: skip
         return 0
-    summary: dict[str, Any] = {"env_steps": agent.num_timesteps, "train_seconds": seconds}
+    summary: dict[str, Any] = {
+        "env_steps": agent.num_timesteps, "train_seconds": seconds, "peak_rss_mb": _peak_rss_mb(),
+    }  # fmt: skip
     if config.eval_episodes:
         mean, std, returns = agent.evaluate(config.eval_episodes)
         summary.update(eval_mean=mean, eval_std=std, eval_returns=returns)
@@ -221,6 +223,13 @@ def cmd_train(argv: list[str]) -> int:
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"run saved in {run_dir}  ({agent.num_timesteps} steps, {seconds:.1f} s)")
     return 0
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, MiB (Linux reports ru_maxrss in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _changed(config: TrainConfig, run: Path) -> dict[str, Any]:

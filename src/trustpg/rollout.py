@@ -50,8 +50,8 @@ class RunningMeanStd:
         total = self.count + n
         delta = b_mean - self.mean
         m2 = self.var * self.count + b_var * n + delta**2 * self.count * n / total
-        self.mean = self.mean + delta * n / total
-        self.var = m2 / total
+        self.mean = np.asarray(self.mean + delta * n / total, np.float64)
+        self.var = np.asarray(m2 / total, np.float64)
         self.count = total
 
     def state_dict(self) -> dict[str, Tensor]:

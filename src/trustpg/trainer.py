@@ -88,9 +88,7 @@ class Trainer:
         # Envs given as objects (not ids) arrive as an EnvSource; ids are made from the config.
         self.env_source = env if env is not None else EnvSource(c.env, c.env_kwargs_dict())
         if spaces is None:
-            self.observation_space, self.action_space, self.raw_observation_space = (
-                self.env_source.spaces()
-            )
+            self.observation_space, self.action_space, self.raw_observation_space = self.env_source.spaces()
         else:
             self.observation_space, self.action_space = spaces
             self.raw_observation_space = self.observation_space
