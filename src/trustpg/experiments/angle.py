@@ -27,8 +27,13 @@ TASKS: dict[str, tuple[dict[str, Any], int]] = {
     "Pendulum-v1": (preset_overrides("classic", "Pendulum-v1"), 61_440),
     "Hopper-v5": (preset_overrides("mujoco", "Hopper-v5"), 30_720),
 }
-#: The rules whose natural step is logged: TRPO and NPG normalised to ½xᵀFx = δ.
-ALGOS: dict[str, dict[str, Any]] = {"trpo": {}, "npg": {}}
+#: label → (algo, config): TRPO (δ = 0.01), and NPG with a fixed α, whose steps have KLs over
+#: orders of magnitude (NPG normalised to δ takes the same steps as TRPO whenever the line search
+#: accepts the full step, which it did at every update of these runs).
+ALGOS: dict[str, tuple[str, dict[str, Any]]] = {
+    "TRPO δ=0.01": ("trpo", {}),
+    "NPG α=3": ("npg", {"npg_step_size": 3.0}),
+}
 
 
 def angle_rows(tasks: dict[str, tuple[dict[str, Any], int]], seed: int, **extra: Any) -> list[dict[str, Any]]:
@@ -36,11 +41,11 @@ def angle_rows(tasks: dict[str, tuple[dict[str, Any], int]], seed: int, **extra:
     rows = []
     for env, (overrides, steps) in tasks.items():
         base = {k: v for k, v in overrides.items() if k != "steps"}
-        for algo, config in ALGOS.items():
+        for label, (algo, config) in ALGOS.items():
             curve = train_curve(algo, env, steps, seed, **{**base, **extra, **config})
             for r in curve:
                 ratio = r["predicted_kl"] / r["measured_kl"] if r["measured_kl"] > 0 else float("nan")
-                rows.append({"env": env, "algo": algo, "seed": seed, **r, "predicted_over_measured": ratio})
+                rows.append({"env": env, "algo": label, "seed": seed, **r, "predicted_over_measured": ratio})
     return rows
 
 
@@ -67,20 +72,26 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _plot(rows: list[dict[str, Any]], out: Path) -> Path:
     envs = list(dict.fromkeys(r["env"] for r in rows))
-    fig, ax = plt.subplots(1, 2, figsize=(13, 4.5))
+    fig, ax = plt.subplots(1, 3, figsize=(18, 4.8))
     for i, env in enumerate(envs):
         for algo, ls in zip(ALGOS, ("-", "--")):
             sel = [r for r in rows if r["env"] == env and r["algo"] == algo and not r["skipped"]]
             x = [r["update"] for r in sel]
-            label = f"{env} {algo.upper()}"
+            label = f"{env} {algo}"
+            ratio = [r["predicted_over_measured"] for r in sel]
             ax[0].plot(x, [r["grad_angle"] for r in sel], ls, color=f"C{i}", label=label)
-            ax[1].plot(x, [r["predicted_over_measured"] for r in sel], ls, color=f"C{i}", label=label)
+            ax[1].plot(x, ratio, ls, color=f"C{i}", label=label)
+            ax[2].plot([r["measured_kl"] for r in sel], ratio, "o" if ls == "-" else "x", color=f"C{i}",
+                       label=label)  # fmt: skip
     ax[0].axhline(90, color="r", lw=1)
     ax[0].set(ylim=(0, 95), xlabel="update", ylabel="angle(F⁻¹g, g) in degrees",
               title="natural vs vanilla gradient (red: 90°)")  # fmt: skip
     ax[1].axhline(1.0, color="k", lw=0.8)
-    ax[1].set(yscale="log", xlabel="update", ylabel="½xᵀFx / measured KL",
+    ax[1].set(yscale="log", xlabel="update", ylabel="½xᵀ(F+λI)x / measured KL",
               title="second-order KL prediction vs measured KL")  # fmt: skip
+    ax[2].axhline(1.0, color="k", lw=0.8)
+    ax[2].set(xscale="log", yscale="log", xlabel="measured KL of the step", ylabel="½xᵀ(F+λI)x / measured KL",
+              title="prediction / measurement against step size")  # fmt: skip
     for a in ax:
         a.legend(fontsize=7)
     return save_figure(fig, out / "angle.png")

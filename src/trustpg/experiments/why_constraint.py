@@ -28,7 +28,9 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "TRPO δ=0.01": ("trpo", {"max_kl": 0.01}),
     "NPG δ=0.01 (no line search)": ("npg", {"max_kl": 0.01}),
     "NPG δ=0.1 (no line search)": ("npg", {"max_kl": 0.1}),
+    "NPG δ=1 (no line search)": ("npg", {"max_kl": 1.0}),
     "NPG α=3 (fixed)": ("npg", {"npg_step_size": 3.0}),
+    "NPG α=10 (fixed)": ("npg", {"npg_step_size": 10.0}),
 }
 #: env → (config overrides, steps per run, worst possible return: the floor of the drop test).
 #: Pendulum's reward is ≥ −(π² + 0.1·8² + 0.001·2²) = −16.27 per step, 200 steps per episode.
@@ -94,7 +96,9 @@ def _plot(rows: list[dict[str, Any]], envs: list[str], out: Path) -> Path:
             for s in sorted({r["seed"] for r in sel}):
                 mine = [r for r in sel if r["seed"] == s]
                 x = [r["env_steps"] for r in mine]
-                kw = {"color": f"C{j}", "lw": 1.2, "alpha": 0.8, "label": label if s == 0 else None}
+                trpo = label.startswith("TRPO")  # dashed: it can hide under NPG δ=0.01
+                kw = {"color": f"C{j}", "lw": 2.0 if trpo else 1.2, "ls": "--" if trpo else "-",
+                      "alpha": 0.8, "label": label if s == 0 else None}  # fmt: skip
                 ax[i, 0].plot(x, [r["mean_return"] for r in mine], **kw)
                 ax[i, 1].plot(x, [r["measured_kl"] for r in mine], **kw)
         ax[i, 0].set(
