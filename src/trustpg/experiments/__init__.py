@@ -23,7 +23,7 @@ EXPERIMENTS: dict[str, str] = {
 DESCRIPTIONS = {
     "bernoulli": "the seed's F(θ) = 1/θ + 1/(1−θ) three ways; vanilla vs natural steps across θ",
     "invariance": "one step in two parameterisations: vanilla KLs differ, natural KLs agree",
-    "stepsize-vs-constraint": "best VPG lr / NPG α move between tasks, TRPO δ = 0.01 does not",
+    "stepsize-vs-constraint": "sweep VPG lr, NPG α, TRPO δ on CartPole, Pendulum and Hopper",
     "stepsize-raw": "the same sweep without advantage/reward normalisation (task scale left in)",
     "why-constraint": "large unconstrained natural steps vs TRPO: KL per update, catastrophic drops",
     "angle": "angle between natural and vanilla gradient, predicted vs measured KL, in training",
