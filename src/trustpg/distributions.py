@@ -268,5 +268,10 @@ def kl(old: Distribution, new: Distribution) -> Tensor:
 
 
 def detach(dist: Distribution) -> Distribution:
-    """A copy whose parameters carry no gradient: the fixed π_old of KL(π_old ‖ π_θ)."""
-    return dist.with_params(tuple(p.detach() for p in dist.params))
+    """A copy whose parameters carry no gradient: the fixed π_old of KL(π_old ‖ π_θ).
+
+    The tensors are cloned: a policy output can be a view of a parameter (a state-independent
+    log σ expanded over the batch), and the in-place parameter updates of a step must not move
+    π_old with it.
+    """
+    return dist.with_params(tuple(p.detach().clone() for p in dist.params))

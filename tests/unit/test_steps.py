@@ -461,3 +461,20 @@ def test_successful_steps_report_not_skipped():
         assert not stats.skipped and stats.skip_reason == ""
         assert stats.step_norm > 0
         assert torch.isfinite(flat_params(policy)).all()
+
+
+def test_old_policy_does_not_move_with_in_place_updates_of_a_state_independent_log_std():
+    # The default Gaussian actor outputs log σ as a view of a parameter; π_old must be a copy,
+    # or the measured KL (and TRPO's line-search check) would ignore changes of σ.
+    from trustpg.distributions import detach, kl
+    from trustpg.policies import Actor
+
+    torch.manual_seed(0)
+    actor = Actor(3, 2, "gaussian", (8,))
+    obs = torch.randn(5, 3)
+    old = detach(actor(obs))
+    with torch.no_grad():
+        actor.log_std.add_(0.5)  # in place, as set_flat_params and optimisers update
+    assert torch.allclose(old.params[1], torch.zeros(5, 2))
+    measured = kl(old, actor(obs)).mean()
+    assert measured > 0.1
