@@ -155,7 +155,10 @@ def test_checkpoint_round_trips_tensors_and_meta_exactly(tmp_path_factory, tenso
     meta = {k: v for k, v in meta.items() if k not in ("format_version", "sha256")}
     loaded, loaded_meta = load_checkpoint(save_checkpoint(path, torch_tensors, meta))
     assert loaded.keys() == torch_tensors.keys()
-    assert all(torch.equal(loaded[k], torch_tensors[k]) for k in loaded)
+    for k in loaded:  # bit-exact, NaN payloads included (torch.equal treats NaN != NaN)
+        a, b = loaded[k], torch_tensors[k]
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert a.numpy().tobytes() == b.numpy().tobytes()
     assert {k: v for k, v in loaded_meta.items() if k != "format_version"} == meta
 
 
