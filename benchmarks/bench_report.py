@@ -46,8 +46,9 @@ def write_report(runs: Path, doc: Path, fig: Path, targets: dict) -> None:
         f"Reproduce: `{CMD} run --envs ENV... --algos trpo npg vpg sb3-trpo --seeds 0 1 2 3 4`, then",
         f"`{CMD} report`.",
         "",
-        "| env | algo | seeds | final return (mean ± std) | target | per-seed | wall time (s) | steps/s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| env | algo | seeds | final return (mean ± std) | target | per-seed | wall time (s) | steps/s "
+        "| peak RSS (MiB) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for (env, algo), rows in sorted(data.items()):
         rets = [r["eval_mean"] for r in rows]
@@ -64,9 +65,11 @@ def write_report(runs: Path, doc: Path, fig: Path, targets: dict) -> None:
             met = " ✅" if np.mean(rets) >= bar and len(rows) >= 5 else " ❌"
         per_seed = ", ".join(f"s{r['seed']}: {r['eval_mean']:.0f}" for r in rows)
         sps = [r["env_steps"] / r["train_seconds"] for r in rows]
+        rss = [r["peak_rss_mb"] for r in rows if r.get("peak_rss_mb")]
+        rss_text = f"{np.median(rss):.0f}" if rss else "–"
         lines.append(
             f"| {env} | {algo} | {len(rows)} | {np.mean(rets):.0f} ± {np.std(rets):.0f} | {target}{met} | "
-            f"{per_seed} | {np.median(secs):.0f} | {np.median(sps):,.0f} |"
+            f"{per_seed} | {np.median(secs):.0f} | {np.median(sps):,.0f} | {rss_text} |"
         )
     lines += ["", "Published reference numbers at 1M steps (not measured here):", ""]
     lines += [f"- {env}: best published TRPO {ref}" for env, (_, ref, _) in targets.items()]

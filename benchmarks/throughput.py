@@ -157,6 +157,8 @@ def main() -> None:
     elif args.sweep:
         res = sweep(args.repeats, args.steps)
         name = "sweep.json"
+        (RESULTS / name).write_text(json.dumps({"command": command, "results": res}, indent=2) + "\n")
+        print(f"wrote {plot_sweep()}")
     else:
         res = main_table(args.repeats, args.steps)
         for env, kinds in res.items():
@@ -170,3 +172,30 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def plot_sweep(path: Path = RESULTS / "sweep.json", out: Path | None = None) -> Path:
+    """Steps/s against the number of envs, sync and async, raw and trustpg (medians)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = json.loads(path.read_text())["results"]
+    out = out or Path(__file__).resolve().parent.parent / "docs" / "figures" / "throughput_sweep.png"
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for vec, style in (("sync", "-"), ("async", "--")):
+        for kind, color in (("raw", "tab:gray"), ("trustpg", "tab:blue")):
+            ns = [n for n in (1, 4, 8, 16) if f"{vec}/{n}/{kind}" in res]
+            ys = [statistics.median(res[f"{vec}/{n}/{kind}"]) for n in ns]
+            ax.plot(ns, ys, style, color=color, marker="o", label=f"{kind}, {vec}")
+    ax.set_xlabel("number of envs (Hopper-v5)")
+    ax.set_ylabel("env steps / s (median)")
+    ax.set_xscale("log", base=2)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
