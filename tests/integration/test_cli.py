@@ -70,3 +70,17 @@ def test_console_script_runs(tmp_path):
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "evaluation over 1 episodes" in out.stdout
+
+
+@pytest.mark.parametrize("env", ["Hopper-v5", "HalfCheetah-v5"])
+def test_mujoco_preset_trains_a_few_thousand_steps(tmp_path, env):
+    rc = main(["train", "--preset", "mujoco", "--env", env, "--steps", "4096", "--run-dir",
+               str(tmp_path), "--run-name", "m", "--eval-episodes", "1", "--no-progress"])  # fmt: skip
+    assert rc == 0
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["normalize_reward"] is True and config["cg_iters"] == 25  # the preset was applied
+    rows = read_metrics(tmp_path / "m" / "metrics.csv")
+    assert rows[-1]["env_steps"] >= 4096
+    assert all(r["measured_kl"] <= config["max_kl"] + 1e-9 for r in rows if not r["skipped"])
+    summary = json.loads((tmp_path / "m" / "summary.json").read_text())
+    assert np.isfinite(summary["eval_mean"])
