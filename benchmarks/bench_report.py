@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
-from trustpg.plotting import load_curve, mean_std_on_grid
+from trustpg.plotting import plot_runs
 
 CMD = "python benchmarks/mujoco_bench.py"
 
@@ -84,29 +79,7 @@ def write_report(runs: Path, doc: Path, fig: Path, targets: dict) -> None:
 
 
 def _plot(data: dict[tuple[str, str], list[dict]], fig_path: Path) -> None:
-    envs = sorted({env for env, _ in data})
-    if not envs:
-        return
-    cols = min(3, len(envs))
-    rows = math.ceil(len(envs) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
-    for ax, env in zip(axes.flat, envs):
-        for (e, algo), runs in sorted(data.items()):
-            if e != env:
-                continue
-            grid, mean, std = mean_std_on_grid(
-                [load_curve(r["run"], "env_steps", "mean_return") for r in runs]
-            )
-            ax.plot(grid, mean, label=f"{algo} (n={len(runs)})")
-            ax.fill_between(grid, mean - std, mean + std, alpha=0.2)
-        ax.set_title(env)
-        ax.set_xlabel("env steps")
-        ax.set_ylabel("training episode return")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    for ax in list(axes.flat)[len(envs) :]:
-        ax.set_visible(False)
-    fig.tight_layout()
-    fig_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(fig_path, dpi=110)
-    plt.close(fig)
+    """Learning curves of the finished runs, grouped by (env, algo) from their config.json."""
+    runs = [r["run"] for rows in data.values() for r in rows]
+    if runs:
+        plot_runs(runs, fig_path, x="env_steps", y="mean_return")
