@@ -129,14 +129,20 @@ class Collector:
         obs_clip: float,
         normalize_reward: bool,
         gamma: float,
+        *,
+        obs_rms: RunningMeanStd | None = None,
+        ret_rms: RunningMeanStd | None = None,
+        generator: torch.Generator | None = None,
     ) -> None:
+        """``obs_rms``, ``ret_rms`` and ``generator`` let an owner (the Trainer) share the
+        statistics and the action RNG it checkpoints; by default the collector makes its own."""
         self.env = env
         self.seed = seed
         shape = env.single_observation_space.shape
-        self.obs_norm = ObsNormalizer(RunningMeanStd(shape), obs_clip, normalize_obs)
-        self.ret_rms = RunningMeanStd(()) if normalize_reward else None
+        self.obs_norm = ObsNormalizer(obs_rms or RunningMeanStd(shape), obs_clip, normalize_obs)
+        self.ret_rms = (ret_rms or RunningMeanStd(())) if normalize_reward else None
         self.gamma = gamma
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = generator or torch.Generator().manual_seed(seed)
         self._obs: np.ndarray | None = None
         self._disc_ret = np.zeros(env.num_envs)
         self._ep_ret = np.zeros(env.num_envs)

@@ -126,10 +126,10 @@ class Trainer:
         if self.collector is None:
             c = self.config
             env = self.env_source.make_vec(c.num_envs, c.vectorization)
-            col = Collector(env, c.seed, c.normalize_obs, c.obs_clip, c.normalize_reward, c.gamma)
-            col.obs_norm.rms = self.obs_rms
-            col.ret_rms = self.ret_rms
-            col.generator = self.action_generator
+            col = Collector(
+                env, c.seed, c.normalize_obs, c.obs_clip, c.normalize_reward, c.gamma,
+                obs_rms=self.obs_rms, ret_rms=self.ret_rms, generator=self.action_generator,
+            )  # fmt: skip
             col.total_steps = self.env_steps
             if self.updates > 0:
                 self._resume_collector(col)
