@@ -198,3 +198,19 @@ def test_invalid_method_and_negative_damping_raise():
         fisher_vector_product(policy, obs, damping=-1e-3)
     with pytest.raises(ValueError):
         fisher_vector_product(policy, obs, damping=-1.0, method="kl_hessian")
+
+
+def test_functorch_reference_fvp_equals_the_default_analytic_fvp_and_fisher_matrix():
+    # functorch_fvp (torch.func jvp + vjp) is an independent implementation of Jᵀ M J v; the
+    # default analytic product (double-vjp) and the dense matrix must agree with it.
+    from trustpg.fisher import fisher_matrix, fisher_vector_product, functorch_fvp
+    from trustpg.policies import Actor
+
+    torch.manual_seed(0)
+    for kind, act_dim in (("gaussian", 2), ("categorical", 3), ("bernoulli", 2)):
+        actor = Actor(4, act_dim, kind, (6,)).double()
+        obs = torch.randn(9, 4, dtype=torch.float64)
+        v = torch.randn(sum(p.numel() for p in actor.parameters()), dtype=torch.float64)
+        ref = functorch_fvp(actor, obs, damping=0.05)(v)
+        torch.testing.assert_close(fisher_vector_product(actor, obs, damping=0.05)(v), ref)
+        torch.testing.assert_close(fisher_matrix(actor, obs) @ v + 0.05 * v, ref)
