@@ -110,6 +110,7 @@ class Agent:
                         self.save(out / "checkpoints" / "last")
                     if callback is not None and callback(row) is False:
                         break
+            self.trainer.critic_fit.finish()  # leave no fit running behind the caller's back
             if out:
                 self.save(out / "checkpoints" / "last")
         finally:

@@ -104,6 +104,9 @@ class TrainConfig:
     """Passes over the batch when fitting the critic."""
     vf_minibatch_size: int = 256
     """Critic minibatch size."""
+    critic_overlap: bool = True
+    """Fit the critic on batch k in a background thread while batch k+1 is collected (uses the
+    second core; bit-identical results). The value-loss columns of update k+1 report that fit."""
 
     eval_episodes: int = 10
     """Episodes of the final deterministic evaluation (0 = none)."""

@@ -9,6 +9,7 @@ GAE needs to bootstrap V(s_T) at a truncation.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import gymnasium as gym
@@ -178,7 +179,12 @@ class Collector:
         return f"at step {self.total_steps // self.env.num_envs + t + 1} (rollout step {t})"
 
     @torch.no_grad()
-    def collect(self, actor: nn.Module, critic: nn.Module, steps: int) -> Batch:
+    def collect(
+        self, actor: nn.Module, critic: nn.Module, steps: int,
+        critic_ready: Callable[[], None] | None = None,
+    ) -> Batch:  # fmt: skip
+        """``steps`` steps of every env with ``actor``; then ``critic_ready()`` (which may wait for
+        a critic fit running meanwhile, see :class:`trustpg.value.CriticFitter`), then the values."""
         if self._obs is None:
             self.reset(self.seed)
         n = self.env.num_envs
@@ -229,6 +235,8 @@ class Collector:
                 self._ep_len[done] = 0
             self._obs = next_obs
         self.total_steps += steps * n
+        if critic_ready is not None:
+            critic_ready()
         obs = torch.stack(obs_buf)
         values = critic(obs.reshape(steps * n, -1)).reshape(steps, n)
         next_values = torch.empty_like(values)

@@ -29,7 +29,7 @@ from trustpg.linalg import flat_params, set_flat_params
 from trustpg.policies import Critic, make_actor, obs_dim
 from trustpg.rollout import Batch, Collector, RunningMeanStd
 from trustpg.steps import NPG, TRPO, VPG, NaturalDirection, PolicyBatch, StepStats, UpdateRule
-from trustpg.value import fit_value
+from trustpg.value import CriticFitter
 
 log = logging.getLogger("trustpg")
 
@@ -103,6 +103,10 @@ class Trainer:
         self.rule = make_rule(c)
         self.vf_optimizer = torch.optim.Adam(self.critic.parameters(), lr=c.vf_lr, fused=True)
         self.vf_generator = torch.Generator().manual_seed(c.seed + 1)
+        self.critic_fit = CriticFitter(
+            self.critic, self.vf_optimizer, self.vf_generator, epochs=c.vf_epochs,
+            minibatch_size=c.vf_minibatch_size, overlap=c.critic_overlap and c.workers == 0,
+        )  # fmt: skip
         self.obs_rms = RunningMeanStd(self.observation_space.shape)
         self.ret_rms: RunningMeanStd | None = RunningMeanStd(()) if c.normalize_reward else None
         self.collector: Collector | RayCollector | None = None
@@ -155,6 +159,7 @@ class Trainer:
         return self.collector.restarts if isinstance(self.collector, RayCollector) else 0
 
     def close(self) -> None:
+        self.critic_fit.close()
         if self.collector is not None:
             self.collector.close()
             self.collector = None
@@ -164,7 +169,14 @@ class Trainer:
         """Collect one batch and update actor and critic; returns the metrics row."""
         c = self.config
         t0 = time.perf_counter()
-        batch = self._ensure_collector().collect(self.actor, self.critic, c.steps_per_env)
+        collector = self._ensure_collector()
+        if isinstance(collector, RayCollector):  # the workers get the critic before collecting
+            self.critic_fit.finish()
+            batch = collector.collect(self.actor, self.critic, c.steps_per_env)
+        else:  # the previous batch's critic fit overlaps this collection
+            batch = collector.collect(self.actor, self.critic, c.steps_per_env, self.critic_fit.finish)
+        self.critic_fit.finish()
+        vl_before, vl_after = self.critic_fit.take_losses()
         adv, returns = gae(
             batch.rewards, batch.values, batch.next_values, batch.terminated, batch.truncated,
             gamma=c.gamma, lam=c.gae_lambda,
@@ -173,13 +185,10 @@ class Trainer:
         actions = batch.actions.reshape(-1, *batch.actions.shape[2:])
         adv = adv.reshape(-1)
         policy_adv = normalize(adv) if c.normalize_advantages else adv
-        theta, phi = flat_params(self.actor), flat_params(self.critic)
+        theta = flat_params(self.actor)
         stats = self.rule.update(self.actor, PolicyBatch(obs, actions, policy_adv))
-        vl_before, vl_after = fit_value(
-            self.critic, self.vf_optimizer, obs, returns.reshape(-1),
-            epochs=c.vf_epochs, minibatch_size=c.vf_minibatch_size, generator=self.vf_generator,
-        )  # fmt: skip
-        stats = self._keep_finite(theta, phi, stats)
+        stats = self._keep_finite(theta, stats)
+        self.critic_fit.start(obs, returns.reshape(-1))
         seconds = time.perf_counter() - t0
         self.updates += 1
         self.env_steps += c.batch_size
@@ -195,21 +204,19 @@ class Trainer:
             )
         return row
 
-    def _keep_finite(self, theta: Tensor, phi: Tensor, stats: StepStats) -> StepStats:
-        """Never keep NaN/inf parameters: the update rules restore θ themselves; this is the last
-        line of defence for the actor, and the only one for the critic (whose Adam state is reset)."""
+    def _keep_finite(self, theta: Tensor, stats: StepStats) -> StepStats:
+        """Never keep NaN/inf actor parameters: the update rules restore θ themselves; this is the
+        last line of defence (the critic's is in :class:`CriticFitter`)."""
         if not torch.isfinite(flat_params(self.actor)).all():
             set_flat_params(self.actor, theta)
             stats = dataclasses.replace(stats, skip_reason="non-finite parameters after the step")
-        if not torch.isfinite(flat_params(self.critic)).all():
-            set_flat_params(self.critic, phi)
-            self.vf_optimizer.state.clear()
-            log.warning("critic fit gave non-finite parameters; critic restored, its Adam state reset")
         return stats
 
     # -- checkpoint state -------------------------------------------------------------------
     def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        """Everything needed to continue this run, as tensors and JSON."""
+        """Everything needed to continue this run, as tensors and JSON (a pending critic fit is
+        finished first; its losses, not yet in a metrics row, are saved for the next one)."""
+        self.critic_fit.finish()
         tensors = {
             **prefixed("actor", self.actor.state_dict()),
             **prefixed("critic", self.critic.state_dict()),
@@ -221,7 +228,8 @@ class Trainer:
             tensors.update(prefixed("ret_rms", self.ret_rms.state_dict()))
         vf_t, vf_meta = optimizer_state("vf_opt", self.vf_optimizer.state_dict())
         tensors.update(vf_t)
-        meta: dict[str, Any] = {"vf_opt": vf_meta}
+        losses = [_finite_or_none(x) for x in self.critic_fit.losses]
+        meta: dict[str, Any] = {"vf_opt": vf_meta, "value_losses_unreported": losses}
         if isinstance(self.rule, VPG):
             pg_t, pg_meta = optimizer_state("pg_opt", self.rule.state_dict())
             tensors.update(pg_t)
@@ -236,6 +244,7 @@ class Trainer:
         return tensors, meta
 
     def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        self.critic_fit.close()  # a fit still running must not write over the loaded critic
         self.actor.load_state_dict(unprefixed("actor", tensors))
         self.critic.load_state_dict(unprefixed("critic", tensors))
         self.obs_rms.load_state_dict(unprefixed("obs_rms", tensors))
@@ -244,6 +253,8 @@ class Trainer:
         self.vf_generator.set_state(tensors["rng.vf"])
         self.action_generator.set_state(tensors["rng.action"])
         self.vf_optimizer.load_state_dict(optimizer_from("vf_opt", tensors, meta["vf_opt"]))
+        before, after = meta.get("value_losses_unreported") or (None, None)
+        self.critic_fit.losses = tuple(math.nan if x is None else float(x) for x in (before, after))  # type: ignore[assignment]
         if isinstance(self.rule, VPG) and "pg_opt" in meta:
             self.rule.load_state_dict(optimizer_from("pg_opt", tensors, meta["pg_opt"]))
         self.updates = int(meta["updates"])

@@ -1,9 +1,18 @@
-"""Fitting the critic V_φ(s) to the λ-returns by minibatch regression."""
+"""Fitting the critic V_φ(s) to the λ-returns by minibatch regression, optionally in the background."""
 
 from __future__ import annotations
 
+import logging
+import math
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
 import torch
 from torch import Tensor, nn
+
+from trustpg.linalg import flat_params, set_flat_params
+
+log = logging.getLogger("trustpg")
 
 
 def fit_value(
@@ -38,3 +47,79 @@ def fit_value(
     with torch.no_grad():
         after = float((critic(obs) - returns).pow(2).mean())
     return before, after
+
+
+class CriticFitter:
+    """Fits the critic on batch k *between* update k and the values of batch k+1.
+
+    The critic is only needed again when batch k+1's values are computed, after its collection,
+    and collection uses only the actor. So with ``overlap`` the fit runs on a background thread
+    while batch k+1 is collected (PyTorch and MuJoCo release the GIL for their numerical work,
+    so the second core does it); without, it runs when :meth:`finish` is called. Both give
+    bit-identical critics; the losses of the fit are reported by the update that finished it.
+    A fit that leaves non-finite parameters is undone (critic restored, Adam state reset).
+    """
+
+    def __init__(
+        self, critic: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator,
+        *, epochs: int, minibatch_size: int, overlap: bool,
+    ) -> None:  # fmt: skip
+        self.critic, self.optimizer, self.generator = critic, optimizer, generator
+        self.epochs, self.minibatch_size, self.overlap = epochs, minibatch_size, overlap
+        #: (before, after) losses of the last finished fit, not yet reported in a metrics row.
+        self.losses: tuple[float, float] = (math.nan, math.nan)
+        self._job: Callable[[], tuple[float, float]] | None = None
+        self._future: Future[tuple[float, float]] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._backup: Tensor | None = None
+
+    def start(self, obs: Tensor, returns: Tensor) -> None:
+        """Schedule the fit of the critic to ``returns`` (finishing any earlier one first)."""
+        self.finish()
+        self._backup = flat_params(self.critic)
+
+        def job() -> tuple[float, float]:
+            with torch.enable_grad():  # may be called from inside a no_grad collection
+                return fit_value(
+                    self.critic, self.optimizer, obs, returns, epochs=self.epochs,
+                    minibatch_size=self.minibatch_size, generator=self.generator,
+                )  # fmt: skip
+
+        if self.overlap:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="trustpg-critic")
+            self._future = self._pool.submit(job)
+        else:
+            self._job = job
+
+    def finish(self) -> None:
+        """Wait for (or run) the scheduled fit; a no-op if none is pending."""
+        if self._future is not None:
+            future, self._future = self._future, None
+            losses = future.result()
+        elif self._job is not None:
+            job, self._job = self._job, None
+            losses = job()
+        else:
+            return
+        self.losses = losses
+        if self._backup is not None and not torch.isfinite(flat_params(self.critic)).all():
+            set_flat_params(self.critic, self._backup)
+            self.optimizer.state.clear()
+            log.warning("critic fit gave non-finite parameters; critic restored, its Adam state reset")
+        self._backup = None
+
+    def take_losses(self) -> tuple[float, float]:
+        """The losses of the last finished fit, once (NaN if none finished since)."""
+        losses, self.losses = self.losses, (math.nan, math.nan)
+        return losses
+
+    def close(self) -> None:
+        """Finish a pending fit (an error in it is logged, not raised) and stop the thread."""
+        try:
+            self.finish()
+        except Exception:  # closing must not mask the error that led here
+            log.exception("the pending critic fit failed")
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None

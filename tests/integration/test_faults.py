@@ -19,7 +19,7 @@ import torch
 
 import trustpg.checkpoint as ckpt_mod
 import trustpg.steps as steps_mod
-import trustpg.trainer as trainer_mod
+import trustpg.value as value_mod
 from trustpg import NPG, TRPO, VPG, Agent
 from trustpg.checkpoint import CheckpointError, load_checkpoint
 from trustpg.cli import main
@@ -191,8 +191,9 @@ def test_non_finite_actor_after_a_step_is_restored(monkeypatch):
     assert rows[0]["skip_reason"] == "non-finite parameters after the step"
 
 
-def test_non_finite_critic_after_fitting_is_restored(monkeypatch, caplog):
-    agent = TRPO("CartPole-v1", seed=0, **SMALL)
+@pytest.mark.parametrize("overlap", [True, False])
+def test_non_finite_critic_after_fitting_is_restored(monkeypatch, caplog, overlap):
+    agent = TRPO("CartPole-v1", seed=0, critic_overlap=overlap, **SMALL)
     critic_before = flat_params(agent.trainer.critic)
 
     def diverging_fit(critic, *a, **k):
@@ -201,7 +202,7 @@ def test_non_finite_critic_after_fitting_is_restored(monkeypatch, caplog):
                 p.fill_(float("nan"))
         return float("nan"), float("nan")
 
-    monkeypatch.setattr(trainer_mod, "fit_value", diverging_fit)
+    monkeypatch.setattr(value_mod, "fit_value", diverging_fit)
     agent.learn(64)
     assert torch.equal(flat_params(agent.trainer.critic), critic_before)
     assert "critic restored" in caplog.text

@@ -70,6 +70,7 @@ BAD_API = [
     ("run_name", "a/b", ValueError, "directory name"),
     ("run_name", "..", ValueError, "directory name"),
     ("tensorboard", "no", TypeError, "true or false"),
+    ("critic_overlap", 1, TypeError, "true or false"),
     ("progress", 0, TypeError, "true or false"),
     ("torch_threads", 0, ValueError, ">= 1"),
 ]
