@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, jvp, vjp
 
+from trustpg import mlp_fisher
 from trustpg.distributions import Distribution, Params, detach, kl
 from trustpg.linalg import flat_grad
 
@@ -48,6 +49,11 @@ def _unflatten(v: Tensor, shapes: list[tuple[int, ...]]) -> tuple[Tensor, ...]:
         out.append(v[i : i + n].view(s))
         i += n
     return tuple(out)
+
+
+def _check_vector(v: Tensor, n_params: int) -> None:
+    if v.shape != (n_params,):
+        raise ValueError(f"v must be a flat vector of shape ({n_params},), got {tuple(v.shape)}")
 
 
 def _flatten(ts: tuple[Tensor, ...]) -> Tensor:
@@ -94,7 +100,9 @@ def fisher_vector_product(
 ) -> Callable[[Tensor], Tensor]:
     """v ↦ (F + damping·I) v at the current parameters, without forming F.
 
-    ``"analytic"``: Jᵀ (M (J v)) / B, with J v and Jᵀu from one recorded forward pass.
+    ``"analytic"``: Jᵀ (M (J v)) / B, with J v and Jᵀu from one recorded forward pass; for the
+    default :class:`~trustpg.policies.Actor` MLP by hand from cached activations
+    (:mod:`trustpg.mlp_fisher`), for any other policy by two autograd vjps.
     ``"kl_hessian"``: ∇θ(∇θ mean KL(π_old ‖ π_θ) · v) at θ = θ_old (Pearlmutter 1994), the
     classic TRPO implementation. Both equal ``fisher_matrix(policy, obs) @ v`` + damping·v.
 
@@ -104,11 +112,16 @@ def fisher_vector_product(
         damping: λ ≥ 0 added to the diagonal (Tikhonov damping, Martens 2010).
         method: "analytic" (default, cheaper) or "kl_hessian".
     Returns:
-        A function of a flat vector ``v`` of shape ``[P]`` returning ``[P]``.
+        A function of a flat vector ``v`` of shape ``[P]`` returning ``[P]``; it raises
+        ``ValueError`` for any other shape.
     """
     if damping < 0:
         raise ValueError(f"damping must be >= 0, got {damping}")
     if method == "analytic":
+        if mlp_fisher.supports(policy, obs):
+            fast = mlp_fisher.actor_fvp(policy, obs, damping)
+            if fast is not None:
+                return fast
         return _analytic_fvp(policy, obs, damping)
     if method == "kl_hessian":
         return _kl_hessian_fvp(policy, obs, damping)
@@ -129,8 +142,10 @@ def _analytic_fvp(policy: nn.Module, obs: Tensor, damping: float) -> Callable[[T
     used = [i for i, g in enumerate(jt_u) if g is not None]
     shapes = [tuple(p.shape) for p in params]
     batch = obs.shape[0]
+    n_params = sum(p.numel() for p in params)
 
     def fvp(v: Tensor) -> Tensor:
+        _check_vector(v, n_params)
         vs = _unflatten(v, shapes)
         jv = torch.autograd.grad(
             [jt_u[i] for i in used], dummies, [vs[i] for i in used],
@@ -170,6 +185,7 @@ def _kl_hessian_fvp(policy: nn.Module, obs: Tensor, damping: float) -> Callable[
     grad_kl = flat_grad(mean_kl, params, create_graph=True)
 
     def fvp(v: Tensor) -> Tensor:
+        _check_vector(v, grad_kl.numel())
         return flat_grad(torch.dot(grad_kl, v), params, retain_graph=True) + damping * v
 
     return fvp
