@@ -31,6 +31,7 @@ from trustpg.linalg import (
     flat_params,
     set_flat_params,
 )
+from trustpg.optim import Adam
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ class VPG:
             raise ValueError(f"VPG optimizer must be 'sgd' or 'adam', got {optimizer!r}")
         self.lr = lr
         self.optimizer = optimizer
-        self._adam: torch.optim.Adam | None = None
+        self._adam: Adam | None = None
         self._pending_state: dict | None = None
 
     def update(self, policy: nn.Module, batch: PolicyBatch) -> StepStats:
@@ -192,7 +193,7 @@ class VPG:
 
     def _adam_step(self, policy: nn.Module, s: _Start) -> Tensor:
         if self._adam is None:
-            self._adam = torch.optim.Adam(policy.parameters(), lr=self.lr)
+            self._adam = Adam(policy.parameters(), lr=self.lr)
             if self._pending_state is not None:
                 self._adam.load_state_dict(self._pending_state)
         offset = 0

@@ -26,6 +26,7 @@ from trustpg.config import TrainConfig
 from trustpg.distributed import RayCollector
 from trustpg.envs import EnvSource
 from trustpg.linalg import flat_params, set_flat_params
+from trustpg.optim import Adam
 from trustpg.policies import Critic, make_actor, obs_dim
 from trustpg.rollout import Batch, Collector, RunningMeanStd
 from trustpg.steps import NPG, TRPO, VPG, NaturalDirection, PolicyBatch, StepStats, UpdateRule
@@ -101,7 +102,7 @@ class Trainer:
             )  # fmt: skip
             self.critic = Critic(obs_dim(self.observation_space), c.hidden_sizes, c.activation)
         self.rule = make_rule(c)
-        self.vf_optimizer = torch.optim.Adam(self.critic.parameters(), lr=c.vf_lr, fused=True)
+        self.vf_optimizer = Adam(self.critic.parameters(), lr=c.vf_lr)
         self.vf_generator = torch.Generator().manual_seed(c.seed + 1)
         self.critic_fit = CriticFitter(
             self.critic, self.vf_optimizer, self.vf_generator, epochs=c.vf_epochs,

@@ -11,13 +11,14 @@ import torch
 from torch import Tensor, nn
 
 from trustpg.linalg import flat_params, set_flat_params
+from trustpg.optim import Adam
 
 log = logging.getLogger("trustpg")
 
 
 def fit_value(
     critic: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Adam,
     obs: Tensor,
     returns: Tensor,
     *,
@@ -61,7 +62,7 @@ class CriticFitter:
     """
 
     def __init__(
-        self, critic: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator,
+        self, critic: nn.Module, optimizer: Adam, generator: torch.Generator,
         *, epochs: int, minibatch_size: int, overlap: bool,
     ) -> None:  # fmt: skip
         self.critic, self.optimizer, self.generator = critic, optimizer, generator
