@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from trustpg.distributions import Distribution
 from trustpg.envstate import capture_vector_env, decode, encode, failed_env_index, restore_vector_env
+from trustpg.fast_actor import NumpyActor
 
 #: Variance floor of the running normalisers.
 NORM_EPS = 1e-8
@@ -197,14 +198,18 @@ class Collector:
         finals: dict[tuple[int, int], np.ndarray] = {}
         ep_returns: list[float] = []
         ep_lengths: list[int] = []
+        fast = NumpyActor(actor) if NumpyActor.supports(actor) else None  # same distribution
         for t in range(steps):
-            obs_t = torch.from_numpy(self.obs_norm(self._obs))
-            dist: Distribution = actor(obs_t)
-            action = dist.sample(self.generator)
+            obs_np = self.obs_norm(self._obs)
+            obs_t = torch.from_numpy(obs_np)
+            if fast is not None:
+                env_action = fast.sample(obs_np.reshape(n, -1), self.generator)
+            else:
+                dist: Distribution = actor(obs_t)
+                env_action = dist.sample(self.generator).numpy()
             obs_buf.append(obs_t)
             raw_buf.append(self._obs)
-            act_buf.append(action)
-            env_action = action.numpy()
+            act_buf.append(env_action)
             if clip_actions:
                 env_action = np.clip(env_action, space.low, space.high)
             elif env_action.dtype != space.dtype:
@@ -252,8 +257,8 @@ class Collector:
             self.obs_norm.rms.update(np.stack(raw_buf))
         rewards = torch.from_numpy(self._scale_rewards(rew, term | trunc))
         return Batch(
-            obs, torch.stack(act_buf), rewards, torch.from_numpy(term), torch.from_numpy(trunc),
-            values, next_values, ep_returns, ep_lengths,
+            obs, torch.from_numpy(np.stack(act_buf)), rewards, torch.from_numpy(term),
+            torch.from_numpy(trunc), values, next_values, ep_returns, ep_lengths,
         )  # fmt: skip
 
     def _scale_rewards(self, rew: np.ndarray, done: np.ndarray) -> np.ndarray:
