@@ -4,6 +4,8 @@
 
 Prints the cumulative time of the main phases (env stepping, the rest of collection, the
 policy update and its Fisher-vector products, critic fitting) after one warm-up update.
+cProfile sees the main thread only: the critic fit runs on a background thread during
+collection (``critic_overlap``), so what remains of it here is the wait for it to finish.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ PHASES = {
     "collection (Collector.collect)": "rollout.py:{collect}",
     "  env stepping (SyncVectorEnv.step)": "sync_vector_env.py:{step}",
     "  MuJoCo physics (mj_step)": "mj_step",
+    "  action sampling (NumpyActor.sample)": "fast_actor.py:{sample}",
+    "  waiting for the critic fit (CriticFitter.finish)": "value.py:{finish}",
     "policy update (rule.update)": "steps.py:{update}",
     "  Fisher-vector products": "fisher.py:{fvp}",
-    "critic fitting (fit_value)": "value.py:{fit_value}",
+    "critic fitting in this thread (fit_value; 0 when it overlaps)": "value.py:{fit_value}",
 }
 
 
