@@ -1,4 +1,4 @@
-"""Training throughput against the simulator's limit and against sb3-contrib, as ratios in one run.
+"""Training throughput against the simulator's limit, sb3-contrib and Tianshou, as ratios in one run.
 
     python benchmarks/throughput.py --repeats 3 --steps 20480            # main table
     python benchmarks/throughput.py --sweep --repeats 3 --steps 20480    # envs × sync/async on Hopper
@@ -7,12 +7,20 @@
 Each measurement runs in a fresh subprocess with one torch thread; the kinds of measurement
 are interleaved within each repeat so machine noise hits them alike; medians are reported.
 Results are written to benchmarks/results/*.json and printed as Markdown.
+
+Tianshou's TRPO is measured with its own interpreter (``--tianshou-python``, default
+/work/tianshou-venv/bin/python; skipped with a note if absent), a venv layered on the system
+packages so that installing it changes nothing outside the venv:
+
+    python -m venv --system-site-packages /work/tianshou-venv
+    /work/tianshou-venv/bin/pip install tianshou==2.0.1     # not its mujoco extra
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -21,6 +29,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MUJOCO = ("Hopper-v5", "HalfCheetah-v5")
+TIANSHOU_PYTHON = Path("/work/tianshou-venv/bin/python")
 
 
 def _raw(env_id: str, num_envs: int, steps: int, vectorization: str) -> float:
@@ -75,6 +84,84 @@ def _sb3(env_id: str, setting: str, steps: int) -> float:
     return model.num_timesteps / (time.perf_counter() - t)
 
 
+def _tianshou(env_id: str, steps: int) -> float:
+    """Tianshou 2.0 TRPO in its fastest setting: 16 envs stepped in-process (DummyVectorEnv), with
+    the hyperparameters of its examples/mujoco/mujoco_trpo.py (64-64 tanh, 1024 steps per collect,
+    one full-batch update, 20 critic steps, lr 1e-3 decaying linearly, γ .99, λ .95, max KL .01,
+    10 backtracks × 0.8, obs normalisation, return scaling, advantage normalisation, log σ -0.5).
+    CartPole uses the same, with a categorical policy. No test envs, no logger, no progress bar."""
+    import warnings
+
+    import gymnasium as gym
+    import numpy as np
+    import torch
+    from tianshou.algorithm import TRPO
+    from tianshou.algorithm.modelfree.reinforce import DiscreteActorPolicy, ProbabilisticActorPolicy
+    from tianshou.algorithm.optim import AdamOptimizerFactory, LRSchedulerFactoryLinear
+    from tianshou.data import Collector, VectorReplayBuffer
+    from tianshou.env import DummyVectorEnv, VectorEnvNormObs
+    from tianshou.trainer import OnPolicyTrainerParams
+    from tianshou.utils.net.common import Net
+    from tianshou.utils.net.continuous import ContinuousActorProbabilistic, ContinuousCritic
+    from tianshou.utils.net.discrete import DiscreteActor, DiscreteCritic
+    from torch.distributions import Independent, Normal
+
+    warnings.filterwarnings("ignore")  # per-update line-search notes and a spurious max_action one
+    torch.set_num_threads(1)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    num_envs, per_collect = 16, 1024
+    env = gym.make(env_id)
+    envs = VectorEnvNormObs(DummyVectorEnv([lambda: gym.make(env_id) for _ in range(num_envs)]))
+    envs.seed(0)
+
+    def body() -> Net:
+        return Net(state_shape=env.observation_space.shape, hidden_sizes=(64, 64), activation=torch.nn.Tanh)
+
+    if isinstance(env.action_space, gym.spaces.Discrete):
+        n = int(env.action_space.n)
+        actor = DiscreteActor(preprocess_net=body(), action_shape=n, softmax_output=False)
+        critic = DiscreteCritic(preprocess_net=body())
+        policy = DiscreteActorPolicy(actor=actor, action_space=env.action_space)  # Categorical(logits)
+        head = actor.last
+    else:
+        actor = ContinuousActorProbabilistic(
+            preprocess_net=body(), action_shape=env.action_space.shape, unbounded=True
+        )
+        critic = ContinuousCritic(preprocess_net=body())
+        torch.nn.init.constant_(actor.sigma_param, -0.5)
+        policy = ProbabilisticActorPolicy(
+            actor=actor, dist_fn=lambda loc_scale: Independent(Normal(*loc_scale), 1),
+            action_space=env.action_space, action_scaling=True, action_bound_method="clip",
+        )  # fmt: skip
+        head = actor.mu
+    for m in [*actor.modules(), *critic.modules()]:
+        if isinstance(m, torch.nn.Linear):
+            torch.nn.init.orthogonal_(m.weight, gain=np.sqrt(2))
+            torch.nn.init.zeros_(m.bias)
+    for m in head.modules():
+        if isinstance(m, torch.nn.Linear):
+            m.weight.data.mul_(0.01)
+    optim = AdamOptimizerFactory(lr=1e-3)
+    optim.with_lr_scheduler_factory(LRSchedulerFactoryLinear(1, steps, per_collect))
+    algorithm = TRPO(
+        policy=policy, critic=critic, optim=optim, gamma=0.99, gae_lambda=0.95, return_scaling=True,
+        advantage_normalization=True, optim_critic_iters=20, max_kl=0.01, backtrack_coeff=0.8,
+        max_backtracks=10,
+    )  # fmt: skip
+    collector = Collector(algorithm, envs, VectorReplayBuffer(4096, num_envs), exploration_noise=True)
+    trainer = algorithm.create_trainer(OnPolicyTrainerParams(
+        training_collector=collector, test_collector=None, logger=None, max_epochs=1,
+        epoch_num_steps=steps, collection_step_num_env_steps=per_collect, update_step_num_repetitions=1,
+        batch_size=None, verbose=False, show_progress=False,
+    ))  # fmt: skip
+    t = time.perf_counter()
+    info = trainer.run()
+    dt = time.perf_counter() - t
+    envs.close()
+    return info.train_step / dt
+
+
 def _fvp(method: str, batch: int) -> float:
     import torch
 
@@ -93,18 +180,20 @@ def _fvp(method: str, batch: int) -> float:
     return (time.perf_counter() - t) / 20 * 1e3  # ms per product (setup excluded)
 
 
-def measure(kind: str, *args: object) -> float:
+def measure(kind: str, *args: object, python: str | os.PathLike = sys.executable) -> float:
     """Run one measurement in a fresh interpreter (no state shared between measurements)."""
     code = (
         "import sys, torch; torch.set_num_threads(1); "
         f"sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); "
         f"import throughput as t; print(t._{kind}(*{args!r}))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"measure({kind!r}, *{args!r}) with {python} failed:\n{out.stderr[-3000:]}")
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def main_table(repeats: int, steps: int) -> dict:
+def main_table(repeats: int, steps: int, tianshou_python: Path | None = None) -> dict:
     cases = {
         "CartPole-v1": [("raw", ("CartPole-v1", 8, steps * 5, "sync")),
                         ("trustpg", ("CartPole-v1", 8, steps * 5, "sync")),
@@ -113,12 +202,16 @@ def main_table(repeats: int, steps: int) -> dict:
     for env in MUJOCO:
         cases[env] = [("raw", (env, 8, steps, "sync")), ("trustpg", (env, 8, steps, "sync")),
                       ("sb3-default", (env, "default", steps)), ("sb3-zoo", (env, "zoo", steps))]  # fmt: skip
+    if tianshou_python is not None:
+        for env, c in cases.items():
+            c.append(("tianshou", (env, steps * 5 if env == "CartPole-v1" else steps)))
     results: dict = {env: {name: [] for name, _ in c} for env, c in cases.items()}
     for r in range(repeats):
         for env, c in cases.items():
             for name, args in c:
                 kind = "sb3" if name.startswith("sb3") else name
-                value = measure(kind, *args)
+                python = tianshou_python if name == "tianshou" else sys.executable
+                value = measure(kind, *args, python=python)
                 results[env][name].append(value)
                 print(f"repeat {r} {env} {name}: {value:,.0f} steps/s", flush=True)
     return results
@@ -142,6 +235,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20480)
     p.add_argument("--sweep", action="store_true")
     p.add_argument("--fvp", action="store_true")
+    p.add_argument(
+        "--tianshou-python",
+        type=Path,
+        default=TIANSHOU_PYTHON if TIANSHOU_PYTHON.exists() else None,
+        help="interpreter with tianshou==2.0.1 for the tianshou column (see the module docstring)",
+    )
     args = p.parse_args()
     RESULTS.mkdir(exist_ok=True)
     command = "python benchmarks/throughput.py " + " ".join(sys.argv[1:])
@@ -160,13 +259,17 @@ def main() -> None:
         (RESULTS / name).write_text(json.dumps({"command": command, "results": res}, indent=2) + "\n")
         print(f"wrote {plot_sweep()}")
     else:
-        res = main_table(args.repeats, args.steps)
+        if args.tianshou_python is None:
+            print(f"note: no Tianshou interpreter ({TIANSHOU_PYTHON} absent, no --tianshou-python): "
+                  "Tianshou is skipped; see the module docstring to create its venv")  # fmt: skip
+        res = main_table(args.repeats, args.steps, args.tianshou_python)
         for env, kinds in res.items():
             med = {k: statistics.median(v) for k, v in kinds.items()}
             ratios = ", ".join(f"{k}: {v:,.0f} ({med['trustpg'] / v:.2f}× trustpg/{k})"
                                for k, v in med.items() if k != "trustpg")  # fmt: skip
             print(f"{env}: trustpg {med['trustpg']:,.0f} steps/s; {ratios}")
         name = "throughput.json"
+        command += f"  # tianshou python: {args.tianshou_python}"
     (RESULTS / name).write_text(json.dumps({"command": command, "results": res}, indent=2) + "\n")
 
 
