@@ -1,12 +1,16 @@
 """Training throughput against the simulator's limit, sb3-contrib and Tianshou, as ratios in one run.
 
     python benchmarks/throughput.py --repeats 3 --steps 20480            # main table
-    python benchmarks/throughput.py --sweep --repeats 3 --steps 20480    # envs × sync/async on Hopper
+    python benchmarks/throughput.py --sweep --repeats 3 --steps 20480    # envs × sync/async/envpool, Hopper
     python benchmarks/throughput.py --fvp --repeats 7                    # FVP methods
 
 Each measurement runs in a fresh subprocess with one torch thread; the kinds of measurement
 are interleaved within each repeat so machine noise hits them alike; medians are reported.
 Results are written to benchmarks/results/*.json and printed as Markdown.
+
+When EnvPool is importable (pip install 'trustpg[envpool]'), the MuJoCo rows also get
+"raw-envpool" and "trustpg-envpool" (the same measurements with vectorization="envpool") and the
+sweep an envpool series.
 
 Tianshou's TRPO is measured with its own interpreter (``--tianshou-python``, default
 /work/tianshou-venv/bin/python; skipped with a note if absent), a venv layered on the system
@@ -19,6 +23,7 @@ packages so that installing it changes nothing outside the venv:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -30,6 +35,10 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 MUJOCO = ("Hopper-v5", "HalfCheetah-v5")
 TIANSHOU_PYTHON = Path("/work/tianshou-venv/bin/python")
+
+
+def _has_envpool() -> bool:
+    return importlib.util.find_spec("envpool") is not None
 
 
 def _raw(env_id: str, num_envs: int, steps: int, vectorization: str) -> float:
@@ -54,6 +63,8 @@ def _trustpg(env_id: str, num_envs: int, steps: int, vectorization: str) -> floa
 
     preset = preset_overrides("mujoco", env_id) if env_id in MUJOCO else {}
     preset.update(num_envs=num_envs, vectorization=vectorization, progress=False)
+    if vectorization == "envpool":
+        import envpool  # noqa: F401  (~1 s once per process, as gymnasium's imports above: not timed)
     agent = TRPO(env_id, seed=0, **preset)
     t = time.perf_counter()
     agent.learn(steps, progress=False)
@@ -202,6 +213,9 @@ def main_table(repeats: int, steps: int, tianshou_python: Path | None = None) ->
     for env in MUJOCO:
         cases[env] = [("raw", (env, 8, steps, "sync")), ("trustpg", (env, 8, steps, "sync")),
                       ("sb3-default", (env, "default", steps)), ("sb3-zoo", (env, "zoo", steps))]  # fmt: skip
+        if _has_envpool():
+            cases[env] += [("raw-envpool", (env, 8, steps, "envpool")),
+                           ("trustpg-envpool", (env, 8, steps, "envpool"))]  # fmt: skip
     if tianshou_python is not None:
         for env, c in cases.items():
             c.append(("tianshou", (env, steps * 5 if env == "CartPole-v1" else steps)))
@@ -209,7 +223,7 @@ def main_table(repeats: int, steps: int, tianshou_python: Path | None = None) ->
     for r in range(repeats):
         for env, c in cases.items():
             for name, args in c:
-                kind = "sb3" if name.startswith("sb3") else name
+                kind = name.split("-")[0]  # sb3-zoo -> sb3, raw-envpool -> raw, ...
                 python = tianshou_python if name == "tianshou" else sys.executable
                 value = measure(kind, *args, python=python)
                 results[env][name].append(value)
@@ -220,7 +234,7 @@ def main_table(repeats: int, steps: int, tianshou_python: Path | None = None) ->
 def sweep(repeats: int, steps: int) -> dict:
     results: dict = {}
     for r in range(repeats):
-        for vec in ("sync", "async"):
+        for vec in ("sync", "async", *(("envpool",) if _has_envpool() else ())):
             for n in (1, 4, 8, 16):
                 for kind in ("raw", "trustpg"):
                     value = measure(kind, "Hopper-v5", n, steps, vec)
@@ -268,6 +282,11 @@ def main() -> None:
             ratios = ", ".join(f"{k}: {v:,.0f} ({med['trustpg'] / v:.2f}× trustpg/{k})"
                                for k, v in med.items() if k != "trustpg")  # fmt: skip
             print(f"{env}: trustpg {med['trustpg']:,.0f} steps/s; {ratios}")
+            if "trustpg-envpool" in med:
+                ep = med["trustpg-envpool"]
+                print(f"{env} envpool: trustpg-envpool {ep:,.0f} steps/s = {ep / med['raw-envpool']:.2f}× "
+                      f"raw-envpool, {ep / med['trustpg']:.2f}× trustpg (sync); raw-envpool/raw "
+                      f"{med['raw-envpool'] / med['raw']:.2f}×")  # fmt: skip
         name = "throughput.json"
         command += f"  # tianshou python: {args.tianshou_python}"
     (RESULTS / name).write_text(json.dumps({"command": command, "results": res}, indent=2) + "\n")
@@ -278,7 +297,7 @@ if __name__ == "__main__":
 
 
 def plot_sweep(path: Path = RESULTS / "sweep.json", out: Path | None = None) -> Path:
-    """Steps/s against the number of envs, sync and async, raw and trustpg (medians)."""
+    """Steps/s against the number of envs, sync, async (and envpool), raw and trustpg (medians)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -287,7 +306,7 @@ def plot_sweep(path: Path = RESULTS / "sweep.json", out: Path | None = None) -> 
     res = json.loads(path.read_text())["results"]
     out = out or Path(__file__).resolve().parent.parent / "docs" / "figures" / "throughput_sweep.png"
     fig, ax = plt.subplots(figsize=(6, 4))
-    for vec, style in (("sync", "-"), ("async", "--")):
+    for vec, style in (("sync", "-"), ("async", "--"), ("envpool", ":")):
         for kind, color in (("raw", "tab:gray"), ("trustpg", "tab:blue")):
             ns = [n for n in (1, 4, 8, 16) if f"{vec}/{n}/{kind}" in res]
             ys = [statistics.median(res[f"{vec}/{n}/{kind}"]) for n in ns]

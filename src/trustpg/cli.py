@@ -196,6 +196,10 @@ def cmd_train(argv: list[str]) -> int:
             raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} or another --run-name")
         agent = Agent(config)
         remaining = config.steps
+    if agent.config.vectorization == "envpool":  # fail before the run directory is made
+        from trustpg.envpool_backend import check_envpool_env
+
+        check_envpool_env(agent.config.env)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(agent.config.to_dict(), indent=2) + "\n")
     t0 = time.perf_counter()

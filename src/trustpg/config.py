@@ -44,8 +44,10 @@ class TrainConfig:
     """Number of environments in the vector env."""
     steps_per_env: int = 256
     """Steps each env takes per update; the batch has num_envs × steps_per_env transitions."""
-    vectorization: Literal["sync", "async"] = "sync"
-    """Gymnasium vector env: sync (one process) or async (one subprocess per env)."""
+    vectorization: Literal["sync", "async", "envpool"] = "sync"
+    """Vector env: Gymnasium sync (one process) or async (one subprocess per env), or envpool (EnvPool
+    steps the envs in C++ threads, same autoreset semantics; pip install 'trustpg[envpool]';
+    registered ids EnvPool also has, such as the MuJoCo v5 envs; see docs/performance.md)."""
     workers: int = 0
     """Ray rollout workers (0 = sample in this process). Each steps num_envs/workers envs;
     needs the ray extra: pip install 'trustpg[ray]'. See docs/scaling.md."""
@@ -246,7 +248,8 @@ def validate(c: TrainConfig) -> None:
           "hidden_sizes", c.hidden_sizes, "one or more positive layer sizes")  # fmt: skip
     _need(c.fvp_stride <= c.batch_size, "fvp_stride", c.fvp_stride,
           f"<= the batch size num_envs*steps_per_env = {c.batch_size}")  # fmt: skip
-    _need(c.vectorization in ("sync", "async"), "vectorization", c.vectorization, "sync or async")
+    _need(c.vectorization in ("sync", "async", "envpool"), "vectorization", c.vectorization,
+          "sync, async or envpool")  # fmt: skip
     _need(c.workers >= 0, "workers", c.workers, ">= 0 (0 samples in-process)")
     _need(c.workers == 0 or c.num_envs % c.workers == 0, "workers", c.workers,
           f"a divisor of num_envs={c.num_envs} (each worker steps num_envs/workers envs)")  # fmt: skip

@@ -166,11 +166,18 @@ class EnvSource:
         return copy.deepcopy(self._pristine)
 
     def make_vec(self, num_envs: int, vectorization: str = "sync") -> gym.vector.VectorEnv:
-        """The training vector env, autoreset in same-step mode (see ``rollout``)."""
+        """The training vector env, autoreset in same-step mode (see ``rollout``); ``vectorization``
+        is sync, async or envpool (:mod:`trustpg.envpool_backend`, env ids only)."""
         if self._vector is not None:
             if num_envs != self._vector.num_envs:
                 raise ValueError(f"num_envs={num_envs} but the vector env has {self._vector.num_envs} envs")
             return self._vector
+        if vectorization == "envpool":
+            if self._id is None:
+                raise ValueError(f"vectorization='envpool' needs a registered env id, not {self.name}")
+            from trustpg.envpool_backend import EnvPoolVectorEnv
+
+            return EnvPoolVectorEnv(self._id, num_envs, self.env_kwargs)
         vector_kwargs = {"autoreset_mode": SAME_STEP}
         if self._id is not None:
             return gym.make_vec(

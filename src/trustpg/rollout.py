@@ -87,7 +87,8 @@ class ObsNormalizer:
 def make_vec_env(
     env_id: str, num_envs: int, vectorization: str = "sync", env_kwargs: dict | None = None
 ) -> gym.vector.VectorEnv:
-    """A Gymnasium vector env with same-step autoreset; unknown ids get close-match suggestions."""
+    """A vector env with same-step autoreset (``vectorization``: sync, async or envpool); unknown ids
+    get close-match suggestions."""
     known = list(gym.registry.keys())
     if env_id not in gym.registry:
         close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.6)
@@ -96,6 +97,10 @@ def make_vec_env(
             f"unknown environment {env_id!r}.{hint} (Third-party envs must be registered "
             "by importing their package first.)"
         )
+    if vectorization == "envpool":
+        from trustpg.envpool_backend import EnvPoolVectorEnv
+
+        return EnvPoolVectorEnv(env_id, num_envs, env_kwargs)
     return gym.make_vec(
         env_id,
         num_envs=num_envs,
