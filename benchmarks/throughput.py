@@ -204,18 +204,33 @@ def measure(kind: str, *args: object, python: str | os.PathLike = sys.executable
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def main_table(repeats: int, steps: int, tianshou_python: Path | None = None) -> dict:
-    cases = {
-        "CartPole-v1": [("raw", ("CartPole-v1", 8, steps * 5, "sync")),
-                        ("trustpg", ("CartPole-v1", 8, steps * 5, "sync")),
-                        ("sb3-default", ("CartPole-v1", "default", steps))],
-    }  # fmt: skip
-    for env in MUJOCO:
-        cases[env] = [("raw", (env, 8, steps, "sync")), ("trustpg", (env, 8, steps, "sync")),
-                      ("sb3-default", (env, "default", steps)), ("sb3-zoo", (env, "zoo", steps))]  # fmt: skip
-        if _has_envpool():
-            cases[env] += [("raw-envpool", (env, 8, steps, "envpool")),
-                           ("trustpg-envpool", (env, 8, steps, "envpool"))]  # fmt: skip
+def preset_envs(env_id: str) -> int:
+    """The env count trustpg trains ``env_id`` with (its MuJoCo preset; the default config else)."""
+    from trustpg.config import TrainConfig
+    from trustpg.presets import preset_overrides
+
+    if env_id in MUJOCO:
+        return int(preset_overrides("mujoco", env_id).get("num_envs", TrainConfig().num_envs))
+    return TrainConfig().num_envs
+
+
+ALL_ENVS = ("CartPole-v1", *MUJOCO)
+
+
+def main_table(
+    repeats: int, steps: int, tianshou_python: Path | None = None, envs: tuple[str, ...] = ALL_ENVS
+) -> dict:  # fmt: skip
+    """raw and trustpg use the env count of trustpg's preset for each env (same count for both)."""
+    cases: dict = {}
+    for env in envs:
+        n, k = preset_envs(env), (5 if env == "CartPole-v1" else 1)
+        cases[env] = [("raw", (env, n, steps * k, "sync")), ("trustpg", (env, n, steps * k, "sync")),
+                      ("sb3-default", (env, "default", steps))]  # fmt: skip
+        if env in MUJOCO:
+            cases[env].append(("sb3-zoo", (env, "zoo", steps)))
+            if _has_envpool():
+                cases[env] += [("raw-envpool", (env, n, steps, "envpool")),
+                               ("trustpg-envpool", (env, n, steps, "envpool"))]  # fmt: skip
     if tianshou_python is not None:
         for env, c in cases.items():
             c.append(("tianshou", (env, steps * 5 if env == "CartPole-v1" else steps)))
@@ -249,6 +264,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20480)
     p.add_argument("--sweep", action="store_true")
     p.add_argument("--fvp", action="store_true")
+    p.add_argument("--envs", nargs="+", default=list(ALL_ENVS), help="main table rows")
     p.add_argument(
         "--tianshou-python",
         type=Path,
@@ -276,7 +292,7 @@ def main() -> None:
         if args.tianshou_python is None:
             print(f"note: no Tianshou interpreter ({TIANSHOU_PYTHON} absent, no --tianshou-python): "
                   "Tianshou is skipped; see the module docstring to create its venv")  # fmt: skip
-        res = main_table(args.repeats, args.steps, args.tianshou_python)
+        res = main_table(args.repeats, args.steps, args.tianshou_python, tuple(args.envs))
         for env, kinds in res.items():
             med = {k: statistics.median(v) for k, v in kinds.items()}
             ratios = ", ".join(f"{k}: {v:,.0f} ({med['trustpg'] / v:.2f}× trustpg/{k})"
@@ -287,7 +303,8 @@ def main() -> None:
                 print(f"{env} envpool: trustpg-envpool {ep:,.0f} steps/s = {ep / med['raw-envpool']:.2f}× "
                       f"raw-envpool, {ep / med['trustpg']:.2f}× trustpg (sync); raw-envpool/raw "
                       f"{med['raw-envpool'] / med['raw']:.2f}×")  # fmt: skip
-        name = "throughput.json"
+        subset = tuple(args.envs) != ALL_ENVS
+        name = "throughput_" + "_".join(args.envs) + ".json" if subset else "throughput.json"
         command += f"  # tianshou python: {args.tianshou_python}"
     (RESULTS / name).write_text(json.dumps({"command": command, "results": res}, indent=2) + "\n")
 
