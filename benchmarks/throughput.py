@@ -309,10 +309,6 @@ def main() -> None:
     (RESULTS / name).write_text(json.dumps({"command": command, "results": res}, indent=2) + "\n")
 
 
-if __name__ == "__main__":
-    main()
-
-
 def plot_sweep(path: Path = RESULTS / "sweep.json", out: Path | None = None) -> Path:
     """Steps/s against the number of envs, sync, async (and envpool), raw and trustpg (medians)."""
     import matplotlib
@@ -338,3 +334,7 @@ def plot_sweep(path: Path = RESULTS / "sweep.json", out: Path | None = None) -> 
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+if __name__ == "__main__":
+    main()
