@@ -8,7 +8,6 @@ GAE needs to bootstrap V(s_T) at a truncation.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -18,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from trustpg.distributions import Distribution
+from trustpg.envs import EnvSource
 from trustpg.envstate import capture_vector_env, decode, encode, failed_env_index, restore_vector_env
 from trustpg.fast_actor import NumpyActor
 
@@ -87,27 +87,9 @@ class ObsNormalizer:
 def make_vec_env(
     env_id: str, num_envs: int, vectorization: str = "sync", env_kwargs: dict | None = None
 ) -> gym.vector.VectorEnv:
-    """A vector env with same-step autoreset (``vectorization``: sync, async or envpool); unknown ids
-    get close-match suggestions."""
-    known = list(gym.registry.keys())
-    if env_id not in gym.registry:
-        close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.6)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(
-            f"unknown environment {env_id!r}.{hint} (Third-party envs must be registered "
-            "by importing their package first.)"
-        )
-    if vectorization == "envpool":
-        from trustpg.envpool_backend import EnvPoolVectorEnv
-
-        return EnvPoolVectorEnv(env_id, num_envs, env_kwargs)
-    return gym.make_vec(
-        env_id,
-        num_envs=num_envs,
-        vectorization_mode=vectorization,
-        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
-        **(env_kwargs or {}),
-    )
+    """The vector env trustpg trains on for a registered id (same-step autoreset; ``vectorization``:
+    sync, async or envpool); unknown ids get close-match suggestions (:class:`EnvSource`)."""
+    return EnvSource(env_id, env_kwargs).make_vec(num_envs, vectorization)
 
 
 @dataclass(frozen=True)
