@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from trustpg.linalg import flat_params, set_flat_params
+from trustpg.mlp_value import MSEGradient, supports
 from trustpg.optim import Adam
 
 log = logging.getLogger("trustpg")
@@ -28,6 +29,9 @@ def fit_value(
 ) -> tuple[float, float]:
     """Minimise mean (V_φ(s) − R)² with ``epochs`` shuffled passes of minibatches.
 
+    The default MLP critic's gradient is computed by hand (:mod:`trustpg.mlp_value`), any other
+    critic's by autograd; both visit the same minibatches in the same order.
+
     Args:
         obs: states ``[B, D]``; returns: regression targets ``[B]`` (GAE λ-returns Â + V).
         generator: the only source of randomness (minibatch order).
@@ -37,8 +41,15 @@ def fit_value(
     with torch.no_grad():
         before = float((critic(obs) - returns).pow(2).mean())
     n = obs.shape[0]
+    by_hand = MSEGradient(critic) if supports(critic) else None
     for _ in range(epochs):
         perm = torch.randperm(n, generator=generator)
+        if by_hand is not None:  # the default MLP: the gradient by hand, ~3× faster
+            xs, ys = obs[perm], returns[perm]
+            for start in range(0, n, minibatch_size):
+                by_hand(xs[start : start + minibatch_size], ys[start : start + minibatch_size])
+                optimizer.step()
+            continue
         for start in range(0, n, minibatch_size):
             idx = perm[start : start + minibatch_size]
             loss = (critic(obs[idx]) - returns[idx]).pow(2).mean()

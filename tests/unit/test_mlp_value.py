@@ -1,0 +1,140 @@
+"""The hand-written regression gradient of the default MLP critic (trustpg.mlp_value) against
+autograd, when it is used, and the critic fit it drives against the autograd fit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from trustpg import mlp_value
+from trustpg.mlp_value import MSEGradient, supports
+from trustpg.optim import Adam
+from trustpg.policies import Critic
+from trustpg.value import fit_value
+
+DT = torch.float64
+ACTIVATIONS = ("tanh", "relu", "elu")
+
+
+def _critic(activation: str = "tanh", hidden: tuple[int, ...] = (6, 5), seed: int = 0, dtype=DT) -> Critic:
+    """A critic on 4-D observations with parameters far from their init (non-zero biases, both
+    sides of the ReLU/ELU kinks)."""
+    torch.manual_seed(seed)
+    critic = Critic(4, hidden, activation).to(dtype)
+    with torch.no_grad():
+        for p in critic.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    return critic
+
+
+def _data(n: int = 37, seed: int = 1, dtype=DT) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 4, generator=g, dtype=dtype), 3 * torch.randn(n, generator=g, dtype=dtype)
+
+
+def _autograd_grads(critic: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+    loss = (critic(x) - y).pow(2).mean()
+    return list(torch.autograd.grad(loss, list(critic.parameters())))
+
+
+class _Subclass(Critic):
+    """Same network, but a subclass: its forward could differ, so the fit must use autograd."""
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("hidden", [(), (7,), (6, 5), (3, 8, 4)])
+def test_gradient_equals_autograd(activation: str, hidden: tuple[int, ...]) -> None:
+    critic = _critic(activation, hidden)
+    x, y = _data()
+    expected = _autograd_grads(critic, x, y)
+    MSEGradient(critic)(x, y)
+    for p, g in zip(critic.parameters(), expected, strict=True):
+        torch.testing.assert_close(p.grad, g, rtol=1e-12, atol=1e-12)
+
+
+def test_gradient_is_overwritten_not_accumulated() -> None:
+    critic = _critic()
+    grad = MSEGradient(critic)
+    x1, y1 = _data(seed=1)
+    x2, y2 = _data(seed=2)
+    grad(x1, y1)
+    grad(x2, y2)
+    for p, g in zip(critic.parameters(), _autograd_grads(critic, x2, y2), strict=True):
+        torch.testing.assert_close(p.grad, g, rtol=1e-12, atol=1e-12)
+
+
+def test_gradient_of_a_perfect_fit_is_zero() -> None:
+    critic = _critic()
+    x, _ = _data()
+    with torch.no_grad():
+        y = critic(x)
+    MSEGradient(critic)(x, y)
+    assert all(float(p.grad.abs().max()) < 1e-14 for p in critic.parameters())
+
+
+def test_supports() -> None:
+    assert supports(Critic(3))
+    assert supports(Critic(3, (), "relu"))
+    assert supports(Critic(3, (4, 4), "elu"))
+    assert not supports(_Subclass(3))
+    assert not supports(nn.Sequential(nn.Linear(3, 1)))
+    shared = Critic(3, (4,))
+    shared.extra = nn.Parameter(torch.zeros(1))  # a parameter the gradient would not cover
+    assert not supports(shared)
+    odd = Critic(3, (4,))
+    odd.net = nn.Sequential(nn.Linear(3, 4), nn.Sigmoid(), nn.Linear(4, 1))  # unknown activation
+    assert not supports(odd)
+    no_bias = Critic(3, (4,))
+    no_bias.net[0] = nn.Linear(3, 4, bias=False)
+    assert not supports(no_bias)
+    with pytest.raises(ValueError, match="MSEGradient needs"):
+        MSEGradient(_Subclass(3))
+
+
+def _fit(critic: nn.Module, epochs: int = 4, minibatch: int = 8) -> tuple[float, float]:
+    x, y = _data(n=40, dtype=next(critic.parameters()).dtype)
+    opt = Adam(critic.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(5)
+    return fit_value(critic, opt, x, y, epochs=epochs, minibatch_size=minibatch, generator=g)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_fit_by_hand_equals_autograd_fit(activation: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same minibatches in the same order, same Adam: the fitted critics agree (float64) and the
+    loss goes down; the reference is the autograd path, forced by disabling ``supports``."""
+    by_hand = _critic(activation)
+    reference = _critic(activation)
+    calls = []
+    real = mlp_value.MSEGradient.__call__
+    monkeypatch.setattr(mlp_value.MSEGradient, "__call__", lambda s, x, y: calls.append(1) or real(s, x, y))
+    losses = _fit(by_hand)
+    assert len(calls) == 4 * 5  # 4 epochs of 5 minibatches
+    monkeypatch.setattr("trustpg.value.supports", lambda critic: False)
+    ref_losses = _fit(reference)
+    assert len(calls) == 20  # the reference did not use the hand-written gradient
+    assert losses[1] < losses[0]
+    assert losses == pytest.approx(ref_losses, rel=1e-10)
+    for p, q in zip(by_hand.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-10)
+
+
+def test_float32_fit_close_to_autograd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In float32 the two differ only by rounding (different summation order, NumPy's tanh)."""
+    by_hand = _critic(dtype=torch.float32)
+    reference = _critic(dtype=torch.float32)
+    _fit(by_hand)
+    monkeypatch.setattr("trustpg.value.supports", lambda critic: False)
+    _fit(reference)
+    for p, q in zip(by_hand.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+def test_subclass_uses_autograd(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: object) -> None:
+        raise AssertionError("the hand-written gradient must not be used for a subclass")
+
+    monkeypatch.setattr(mlp_value.MSEGradient, "__call__", fail)
+    critic = _Subclass(4, (6, 5)).to(DT)
+    before, after = _fit(critic)
+    assert after < before
