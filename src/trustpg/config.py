@@ -79,6 +79,9 @@ class TrainConfig:
 
     max_kl: float = 0.01
     """KL budget δ for TRPO, and for NPG when npg_step_size is unset."""
+    max_kl_final: float | None = None
+    """Anneal δ linearly in env steps from max_kl (first update) to this value (at `steps`); unset:
+    constant δ. A smaller trust region late in training steadies the final policy."""
     npg_step_size: float | None = None
     """Fixed NPG step α (the seed's rule θ += α F⁻¹g). Unset: α makes ½xᵀFx = max_kl."""
     vpg_lr: float = 0.01
@@ -237,6 +240,8 @@ def validate(c: TrainConfig) -> None:
     _need(0.0 <= c.gamma <= 1.0, "gamma", c.gamma, "in [0, 1]")
     _need(0.0 <= c.gae_lambda <= 1.0, "gae_lambda", c.gae_lambda, "in [0, 1]")
     _need(c.max_kl > 0, "max_kl", c.max_kl, "> 0 (a KL budget δ such as 0.01)")
+    _need(c.max_kl_final is None or c.max_kl_final > 0, "max_kl_final", c.max_kl_final,
+          "unset (constant δ) or > 0, e.g. 0.1 × max_kl (a zero budget allows no step)")  # fmt: skip
     _need(c.npg_step_size is None or c.npg_step_size > 0, "npg_step_size", c.npg_step_size, "> 0")
     _need(c.vpg_lr > 0, "vpg_lr", c.vpg_lr, "> 0")
     _need(c.damping >= 0, "damping", c.damping, ">= 0")

@@ -42,9 +42,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         # (v5 includes them by default; in v2-v4 they were zero or off). The reward is unchanged:
         # v5 still charges the contact cost. docs/benchmarks.md.
         "Ant-v5": {
-            "num_envs": 16, "steps_per_env": 64, "log_std_init": -0.5,
+            "num_envs": 16,
+            "steps_per_env": 64,
+            "log_std_init": -0.5,
             "env_kwargs": '{"include_cfrc_ext_in_observation": false}',
-        },  # fmt: skip
+        },
         "Swimmer-v5": {"gamma": 0.9999},
     },
 }

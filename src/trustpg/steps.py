@@ -251,6 +251,15 @@ class NPG:
         )  # fmt: skip
 
 
+def kl_budget(max_kl: float, max_kl_final: float | None, steps_done: int, total_steps: int) -> float:
+    """δ for an update that starts after ``steps_done`` of ``total_steps`` env steps: linear from
+    ``max_kl`` to ``max_kl_final`` over the run, then constant (``max_kl`` if no final value)."""
+    if max_kl_final is None:
+        return max_kl
+    frac = min(max(steps_done / total_steps, 0.0), 1.0) if total_steps > 0 else 1.0
+    return max_kl + frac * (max_kl_final - max_kl)
+
+
 @dataclass(frozen=True)
 class LineSearchResult:
     accepted: bool

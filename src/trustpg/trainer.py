@@ -29,7 +29,7 @@ from trustpg.linalg import flat_params, set_flat_params
 from trustpg.optim import Adam
 from trustpg.policies import Critic, make_actor, obs_dim
 from trustpg.rollout import Batch, Collector, RunningMeanStd
-from trustpg.steps import NPG, TRPO, VPG, NaturalDirection, PolicyBatch, StepStats, UpdateRule
+from trustpg.steps import NPG, TRPO, VPG, NaturalDirection, PolicyBatch, StepStats, UpdateRule, kl_budget
 from trustpg.value import CriticFitter
 
 log = logging.getLogger("trustpg")
@@ -187,7 +187,11 @@ class Trainer:
         adv = adv.reshape(-1)
         policy_adv = normalize(adv) if c.normalize_advantages else adv
         theta = flat_params(self.actor)
-        stats = self.rule.update(self.actor, PolicyBatch(obs, actions, policy_adv))
+        rule = self.rule
+        if c.max_kl_final is not None and isinstance(rule, TRPO | NPG) and rule.max_kl is not None:
+            delta = kl_budget(c.max_kl, c.max_kl_final, self.env_steps, c.steps)
+            rule = dataclasses.replace(rule, max_kl=delta)
+        stats = rule.update(self.actor, PolicyBatch(obs, actions, policy_adv))
         stats = self._keep_finite(theta, stats)
         self.critic_fit.start(obs, returns.reshape(-1))
         seconds = time.perf_counter() - t0

@@ -50,6 +50,7 @@ CASES = [
     ("CartPole-v1", "npg", {"normalize_reward": True}),
     ("Pendulum-v1", "trpo", {}),
     ("InvertedPendulum-v5", "trpo", {}),
+    ("CartPole-v1", "trpo", {"max_kl": 0.02, "max_kl_final": 0.002, "steps": 8 * 128}),
 ]
 
 
