@@ -110,8 +110,13 @@ class TrainConfig:
     vf_minibatch_size: int = 256
     """Critic minibatch size."""
     critic_overlap: bool = True
-    """Fit the critic on batch k in a background thread while batch k+1 is collected (uses the
-    second core; bit-identical results). The value-loss columns of update k+1 report that fit."""
+    """Fit the critic on batch k while batch k+1 is collected, on the second core (see
+    critic_process). The value-loss columns of update k+1 report that fit."""
+    critic_process: bool = True
+    """With critic_overlap, fit the default MLP critic in a NumPy child process (~30 MB) instead of
+    a thread, so the fit's many small calls do not take the GIL from the env stepping
+    (benchmarks/contention.py). Same minibatches; equal to the in-process fit up to float32
+    rounding. false: a thread, bit-identical to fitting in sequence."""
 
     eval_episodes: int = 10
     """Episodes of the final deterministic evaluation (0 = none)."""

@@ -107,6 +107,7 @@ class Trainer:
         self.critic_fit = CriticFitter(
             self.critic, self.vf_optimizer, self.vf_generator, epochs=c.vf_epochs,
             minibatch_size=c.vf_minibatch_size, overlap=c.critic_overlap and c.workers == 0,
+            process=c.critic_process,
         )  # fmt: skip
         self.obs_rms = RunningMeanStd(self.observation_space.shape)
         self.ret_rms: RunningMeanStd | None = RunningMeanStd(()) if c.normalize_reward else None

@@ -10,6 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import torch
 from torch import Tensor, nn
 
+from trustpg.critic_process import CriticProcess, CriticWorkerError, apply_result, make_job
 from trustpg.linalg import flat_params, set_flat_params
 from trustpg.mlp_value import MSEGradient, supports
 from trustpg.optim import Adam
@@ -26,6 +27,7 @@ def fit_value(
     epochs: int,
     minibatch_size: int,
     generator: torch.Generator,
+    perms: list[Tensor] | None = None,
 ) -> tuple[float, float]:
     """Minimise mean (V_φ(s) − R)² with ``epochs`` shuffled passes of minibatches.
 
@@ -35,6 +37,7 @@ def fit_value(
     Args:
         obs: states ``[B, D]``; returns: regression targets ``[B]`` (GAE λ-returns Â + V).
         generator: the only source of randomness (minibatch order).
+        perms: one permutation per epoch, already drawn from ``generator`` (then not used).
     Returns:
         (loss before fitting, loss after fitting), full-batch mean squared errors.
     """
@@ -42,8 +45,8 @@ def fit_value(
         before = float((critic(obs) - returns).pow(2).mean())
     n = obs.shape[0]
     by_hand = MSEGradient(critic) if supports(critic) else None
-    for _ in range(epochs):
-        perm = torch.randperm(n, generator=generator)
+    for epoch in range(epochs):
+        perm = perms[epoch] if perms is not None else torch.randperm(n, generator=generator)
         if by_hand is not None:  # the default MLP: the gradient by hand, ~3× faster
             xs, ys = obs[perm], returns[perm]
             for start in range(0, n, minibatch_size):
@@ -74,10 +77,15 @@ class CriticFitter:
 
     def __init__(
         self, critic: nn.Module, optimizer: Adam, generator: torch.Generator,
-        *, epochs: int, minibatch_size: int, overlap: bool,
+        *, epochs: int, minibatch_size: int, overlap: bool, process: bool = False,
     ) -> None:  # fmt: skip
         self.critic, self.optimizer, self.generator = critic, optimizer, generator
         self.epochs, self.minibatch_size, self.overlap = epochs, minibatch_size, overlap
+        #: With ``overlap``, fit a default float32 MLP critic in a NumPy child process instead of
+        #: a thread (:mod:`trustpg.critic_process`; no GIL hand-overs with the env stepping).
+        self.process = process and overlap and _process_can_fit(critic)
+        self._worker: CriticProcess | None = None
+        self._sent: tuple[Tensor, Tensor, list[Tensor]] | None = None
         #: (before, after) losses of the last finished fit, not yet reported in a metrics row.
         self.losses: tuple[float, float] = (math.nan, math.nan)
         self._job: Callable[[], tuple[float, float]] | None = None
@@ -89,6 +97,19 @@ class CriticFitter:
         """Schedule the fit of the critic to ``returns`` (finishing any earlier one first)."""
         self.finish()
         self._backup = flat_params(self.critic)
+        if self.process:
+            perms = [torch.randperm(obs.shape[0], generator=self.generator) for _ in range(self.epochs)]
+            self._worker = self._worker or CriticProcess()
+            try:
+                self._worker.submit(
+                    make_job(self.critic, self.optimizer, obs, returns, perms, self.minibatch_size)
+                )
+            except CriticWorkerError as e:
+                log.warning("%s; fitting the critic in this process instead", e)
+                self._job = lambda: self._fit_here(obs, returns, perms)
+                return
+            self._sent = (obs, returns, perms)
+            return
 
         def job() -> tuple[float, float]:
             with torch.enable_grad():  # may be called from inside a no_grad collection
@@ -106,7 +127,15 @@ class CriticFitter:
 
     def finish(self) -> None:
         """Wait for (or run) the scheduled fit; a no-op if none is pending."""
-        if self._future is not None:
+        if self._sent is not None:
+            (obs, returns, perms), self._sent = self._sent, None
+            assert self._worker is not None
+            try:
+                losses = apply_result(self.critic, self.optimizer, self._worker.result())
+            except CriticWorkerError as e:  # the inputs are still here: redo the fit in-process
+                log.warning("%s; fitting the critic in this process instead", e)
+                losses = self._fit_here(obs, returns, perms)
+        elif self._future is not None:
             future, self._future = self._future, None
             losses = future.result()
         elif self._job is not None:
@@ -120,6 +149,13 @@ class CriticFitter:
             self.optimizer.state.clear()
             log.warning("critic fit gave non-finite parameters; critic restored, its Adam state reset")
         self._backup = None
+
+    def _fit_here(self, obs: Tensor, returns: Tensor, perms: list[Tensor]) -> tuple[float, float]:
+        with torch.enable_grad():
+            return fit_value(
+                self.critic, self.optimizer, obs, returns, epochs=self.epochs,
+                minibatch_size=self.minibatch_size, generator=self.generator, perms=perms,
+            )  # fmt: skip
 
     def take_losses(self) -> tuple[float, float]:
         """The losses of the last finished fit, once (NaN if none finished since)."""
@@ -135,3 +171,13 @@ class CriticFitter:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+
+
+def _process_can_fit(critic: nn.Module) -> bool:
+    """The worker handles what :func:`trustpg.mlp_value.supports` does, in float32, ELU with α = 1."""
+    if not supports(critic) or any(p.dtype != torch.float32 for p in critic.parameters()):
+        return False
+    return all(float(m.alpha) == 1.0 for m in critic.modules() if type(m) is nn.ELU)  # type: ignore[arg-type]

@@ -191,9 +191,10 @@ def test_non_finite_actor_after_a_step_is_restored(monkeypatch):
     assert rows[0]["skip_reason"] == "non-finite parameters after the step"
 
 
-@pytest.mark.parametrize("overlap", [True, False])
-def test_non_finite_critic_after_fitting_is_restored(monkeypatch, caplog, overlap):
-    agent = TRPO("CartPole-v1", seed=0, critic_overlap=overlap, **SMALL)
+@pytest.mark.parametrize("mode", ["process", "thread", "sequential"])
+def test_non_finite_critic_after_fitting_is_restored(monkeypatch, caplog, mode):
+    kw = {"critic_overlap": mode != "sequential", "critic_process": mode == "process"}
+    agent = TRPO("CartPole-v1", seed=0, **kw, **SMALL)
     critic_before = flat_params(agent.trainer.critic)
 
     def diverging_fit(critic, *a, **k):
@@ -203,7 +204,9 @@ def test_non_finite_critic_after_fitting_is_restored(monkeypatch, caplog, overla
         return float("nan"), float("nan")
 
     monkeypatch.setattr(value_mod, "fit_value", diverging_fit)
+    monkeypatch.setattr(value_mod, "apply_result", lambda critic, opt, reply: diverging_fit(critic))
     agent.learn(64)
+    assert agent.trainer.critic_fit.process == (mode == "process")
     assert torch.equal(flat_params(agent.trainer.critic), critic_before)
     assert "critic restored" in caplog.text
 

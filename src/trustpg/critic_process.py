@@ -1,0 +1,138 @@
+"""Parent side of the critic worker process (:mod:`trustpg.critic_worker`).
+
+:class:`CriticProcess` starts ``python critic_worker.py`` on first use, sends it one fit at a
+time and reads the answer when the trainer needs the critic. Jobs carry everything (parameters,
+Adam state, data, minibatch permutations), so the child holds no state between fits and a child
+that dies is simply restarted; the caller fits in-process when a fit fails (nothing is lost).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from trustpg import critic_worker
+from trustpg.optim import Adam
+
+
+class CriticWorkerError(RuntimeError):
+    """The worker could not be started, died, or reported an error."""
+
+
+class CriticProcess:
+    """One child process fitting critics; :meth:`submit` then :meth:`result`, strictly alternating."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.pid: int | None = None
+
+    def submit(self, job: dict[str, Any]) -> None:
+        if self._proc is None or self._proc.poll() is not None:
+            self._start()
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            pickle.dump(job, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self._proc.stdin.flush()
+        except OSError as e:
+            self._kill()
+            raise CriticWorkerError(f"could not send the fit to the critic worker: {e}") from e
+
+    def result(self) -> dict[str, Any]:
+        assert self._proc is not None and self._proc.stdout is not None
+        try:
+            reply = pickle.load(self._proc.stdout)
+        except (EOFError, OSError, pickle.UnpicklingError) as e:
+            code = self._kill()
+            raise CriticWorkerError(f"the critic worker died (exit code {code}): {e!r}") from e
+        if "error" in reply:
+            raise CriticWorkerError(f"the critic worker failed: {reply['error']}")
+        return reply
+
+    def close(self) -> None:
+        """End the child (EOF on its stdin) and wait for it."""
+        if self._proc is None:
+            return
+        proc, self._proc = self._proc, None
+        try:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
+        finally:
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+    def _start(self) -> None:
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-u", critic_worker.__file__],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+            )  # fmt: skip
+        except OSError as e:
+            raise CriticWorkerError(f"could not start the critic worker: {e}") from e
+        self.pid = self._proc.pid
+
+    def _kill(self) -> int | None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.kill()
+        return proc.wait()
+
+
+def linear_layers(critic: nn.Module) -> list[nn.Linear]:
+    return [m for m in critic.net if type(m) is nn.Linear]  # type: ignore[attr-defined]
+
+
+def make_job(
+    critic: nn.Module, optimizer: Adam, obs: Tensor, returns: Tensor, perms: list[Tensor], minibatch_size: int
+) -> dict[str, Any]:
+    """The worker's job for a critic :func:`trustpg.mlp_value.supports` accepts (float32)."""
+    params = [p for m in linear_layers(critic) for p in (m.weight, m.bias)]
+    flat = torch.cat([p.detach().reshape(-1) for p in params]).numpy()
+    index = {id(q): k for k, q in enumerate(optimizer.params)}
+    state = [optimizer.state.get(index[id(p)]) for p in params]
+    if all(s is not None for s in state):
+        m = torch.cat([s["exp_avg"].reshape(-1) for s in state]).numpy()  # type: ignore[index]
+        v = torch.cat([s["exp_avg_sq"].reshape(-1) for s in state]).numpy()  # type: ignore[index]
+        step = float(state[0]["step"])  # type: ignore[index]
+    else:  # no step taken yet (or a reset after a non-finite fit)
+        m, v, step = np.zeros_like(flat), np.zeros_like(flat), 0.0
+    act = type(critic.net[1]).__name__.lower() if len(critic.net) > 1 else "tanh"  # type: ignore[index]
+    return {
+        "params": flat, "shapes": [tuple(p.shape) for p in params], "activation": act,
+        "obs": obs.detach().numpy(), "returns": returns.detach().numpy(),
+        "perms": np.stack([p.numpy() for p in perms]).astype(np.int64), "minibatch_size": minibatch_size,
+        "lr": optimizer.lr, "betas": tuple(optimizer.betas), "eps": optimizer.eps,
+        "exp_avg": m, "exp_avg_sq": v, "step": step,
+    }  # fmt: skip
+
+
+def apply_result(critic: nn.Module, optimizer: Adam, reply: dict[str, Any]) -> tuple[float, float]:
+    """Load the worker's parameters and Adam state into ``critic`` and ``optimizer``."""
+    params = [p for m in linear_layers(critic) for p in (m.weight, m.bias)]
+    index = {id(q): k for k, q in enumerate(optimizer.params)}
+    i = 0
+    with torch.no_grad():
+        for p in params:
+            n = p.numel()
+            p.copy_(torch.from_numpy(reply["params"][i : i + n]).view_as(p))
+            k = index[id(p)]
+            optimizer.state[k] = {
+                "step": torch.tensor(float(reply["step"]), dtype=torch.float32),
+                "exp_avg": torch.from_numpy(reply["exp_avg"][i : i + n].copy()).view_as(p),
+                "exp_avg_sq": torch.from_numpy(reply["exp_avg_sq"][i : i + n].copy()).view_as(p),
+            }
+            i += n
+    return float(reply["before"]), float(reply["after"])
