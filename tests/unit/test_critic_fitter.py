@@ -54,7 +54,8 @@ def test_overlapped_training_is_bit_identical_to_sequential(env):
     rows, agents = {}, {}
     for overlap in (True, False):
         history: list[dict] = []
-        agents[overlap] = TRPO(env, critic_overlap=overlap, critic_process=False, **kw).learn(640, history.append)
+        agent = TRPO(env, critic_overlap=overlap, critic_process=False, **kw)
+        agents[overlap] = agent.learn(640, history.append)
         rows[overlap] = history
     for name in ("actor", "critic"):
         a, b = (flat_params(getattr(agents[o].trainer, name)) for o in (True, False))

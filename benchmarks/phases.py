@@ -1,0 +1,84 @@
+"""Where the wall time of training goes, per env step, without profiler overhead.
+
+    python benchmarks/phases.py --env Hopper-v5 --steps 20480
+    python benchmarks/phases.py --env Hopper-v5 --critic thread      # or: sequential
+    python benchmarks/phases.py --env Hopper-v5 --fvp-stride 2
+
+Trains TRPO with the MuJoCo preset (after a 4,096-step warm-up), timing the phases by wrapping
+them, then steps the same vector env with random actions (the raw limit of
+benchmarks/throughput.py). Prints µs per env step of each phase and the ratio to raw. The
+phases nest: collection contains env stepping, action sampling and the wait for the critic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+from trustpg import TRPO, fast_actor, rollout, steps, value
+from trustpg.presets import preset_overrides
+from trustpg.rollout import make_vec_env
+
+
+def _timed(owner: Any, name: str, key: str, totals: dict[str, float]) -> None:
+    f: Callable[..., Any] = getattr(owner, name)
+
+    def wrapper(*args: Any, **kw: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return f(*args, **kw)
+        finally:
+            totals[key] = totals.get(key, 0.0) + time.perf_counter() - t
+
+    setattr(owner, name, wrapper)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--env", default="Hopper-v5")
+    p.add_argument("--steps", type=int, default=20480)
+    p.add_argument("--critic", choices=["process", "thread", "sequential"], default="process")
+    p.add_argument("--fvp-stride", type=int, default=1)
+    args = p.parse_args()
+    over = preset_overrides("mujoco", args.env)
+    over.update(critic_overlap=args.critic != "sequential", critic_process=args.critic == "process",
+                fvp_stride=args.fvp_stride, progress=False)  # fmt: skip
+    totals: dict[str, float] = {}
+    _timed(rollout.Collector, "collect", "collection", totals)
+    _timed(fast_actor.NumpyActor, "sample", "  action sampling", totals)
+    _timed(value.CriticFitter, "finish", "  waiting for the critic fit", totals)
+    _timed(steps.TRPO, "update", "policy update", totals)
+    agent = TRPO(args.env, seed=0, **over)
+    agent.learn(4096)
+    assert agent.trainer.collector is not None
+    _timed(agent.trainer.collector.env, "step", "  env stepping", totals)
+    totals.clear()
+    t = time.perf_counter()
+    agent.learn(args.steps)
+    total = time.perf_counter() - t
+    agent.close()
+    n = over["num_envs"]
+    raw = make_vec_env(args.env, n, env_kwargs=agent.config.env_kwargs_dict())
+    raw.reset(seed=0)
+    raw.action_space.seed(0)
+    actions = [raw.action_space.sample() for _ in range(256)]
+    t = time.perf_counter()
+    for i in range(args.steps // n):
+        raw.step(actions[i % 256])
+    raw_s = time.perf_counter() - t
+    us = 1e6 / args.steps
+    rates = f"{args.steps / total:.0f} steps/s, raw {args.steps / raw_s:.0f} steps/s"
+    print(f"{args.env}, {n} envs, critic {args.critic}, fvp_stride {args.fvp_stride}: {rates}, "
+          f"ratio {raw_s / total:.2f}")  # fmt: skip
+    print("| phase | µs per env step | share |\n|---|---|---|")
+    print(f"| total | {total * us:.1f} | 100% |")
+    for key in ("collection", "  env stepping", "  action sampling", "  waiting for the critic fit",
+                "policy update"):  # fmt: skip
+        print(f"| {key} | {totals.get(key, 0.0) * us:.1f} | {totals.get(key, 0.0) / total:.0%} |")
+    print(f"| raw random-action stepping | {raw_s * us:.1f} | |")
+
+
+if __name__ == "__main__":
+    main()
