@@ -230,10 +230,13 @@ def cmd_train(argv: list[str]) -> int:
 
 
 def _peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, MiB (Linux reports ru_maxrss in KiB)."""
+    """Peak resident set size of this process plus that of its largest finished child (the critic
+    worker, async env workers), MiB: an upper bound of the run's peak footprint. Call after the
+    agent is closed, so that its children have been waited for (Linux reports ru_maxrss in KiB)."""
     import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return (own + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
 
 
 def _changed(config: TrainConfig, run: Path) -> dict[str, Any]:
