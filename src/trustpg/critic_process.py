@@ -33,9 +33,13 @@ class CriticProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self.pid: int | None = None
 
-    def submit(self, job: dict[str, Any]) -> None:
+    def start(self) -> None:
+        """Start the child if it is not running (:meth:`submit` does this too)."""
         if self._proc is None or self._proc.poll() is not None:
             self._start()
+
+    def submit(self, job: dict[str, Any]) -> None:
+        self.start()
         assert self._proc is not None and self._proc.stdin is not None
         try:
             pickle.dump(job, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)

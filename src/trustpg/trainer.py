@@ -123,6 +123,12 @@ class Trainer:
         self.collector_state: dict[str, Any] | None = None
 
     # -- collection ---------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Create the envs (or Ray workers) and start the critic worker now rather than in the
+        first update, e.g. to time training from its first step (benchmarks/throughput.py)."""
+        self._ensure_collector()
+        self.critic_fit.prepare()
+
     def _ensure_collector(self) -> Collector | RayCollector:
         if self.collector is None and self.config.workers > 0:  # issue 7: Ray rollout workers
             self.collector = RayCollector(

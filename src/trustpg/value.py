@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Callable
@@ -124,6 +125,14 @@ class CriticFitter:
             self._future = self._pool.submit(job)
         else:
             self._job = job
+
+    def prepare(self) -> None:
+        """Start the worker process now (it starts with the first fit otherwise); a no-op without
+        ``process``. A worker that cannot start is reported by the first fit, which then runs here."""
+        if self.process and self._worker is None:
+            self._worker = CriticProcess()
+            with contextlib.suppress(CriticWorkerError):
+                self._worker.start()
 
     def finish(self) -> None:
         """Wait for (or run) the scheduled fit; a no-op if none is pending."""

@@ -190,3 +190,37 @@ def test_worker_script_imports_numpy_only() -> None:
     code = f"import runpy, sys; runpy.run_path({cw.__file__!r}); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"
+
+
+def test_prepare_starts_the_worker_before_the_first_fit() -> None:
+    fitter, critic = _fitter()
+    try:
+        fitter.prepare()
+        assert fitter._worker is not None and fitter._worker.pid is not None
+        pid = fitter._worker.pid
+        obs, ret = _data()
+        fitter.start(obs, ret)
+        fitter.finish()
+        assert fitter._worker.pid == pid  # the same child did the fit
+        torch.testing.assert_close(flat_params(critic), _reference_after_one_fit(), rtol=1e-4, atol=1e-5)
+    finally:
+        fitter.close()
+    no_process, _ = _fitter(process=False)
+    no_process.prepare()
+    assert no_process._worker is None
+
+
+def test_trainer_prepare_makes_envs_and_worker_and_training_continues() -> None:
+    from trustpg import TRPO
+
+    agent = TRPO("CartPole-v1", seed=0, num_envs=2, steps_per_env=32, progress=False, tensorboard=False)
+    try:
+        agent.trainer.prepare()
+        assert agent.trainer.collector is not None
+        worker = agent.trainer.critic_fit._worker
+        assert worker is not None and worker.pid is not None
+        rows: list[dict] = []
+        agent.learn(3 * 64, callback=rows.append)
+        assert len(rows) == 3 and math.isfinite(rows[-1]["value_loss"])
+    finally:
+        agent.close()
