@@ -8,10 +8,12 @@ that dies is simply restarted; the caller fits in-process when a fit fails (noth
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import subprocess
 import sys
+import weakref
 from typing import Any
 
 import numpy as np
@@ -85,6 +87,8 @@ class CriticProcess:
         except OSError as e:
             raise CriticWorkerError(f"could not start the critic worker: {e}") from e
         self.pid = self._proc.pid
+        # An agent dropped without close(): end the child (EOF) when this object is collected.
+        weakref.finalize(self, _end, self._proc)
 
     def _kill(self) -> int | None:
         proc, self._proc = self._proc, None
@@ -93,6 +97,15 @@ class CriticProcess:
         if proc.poll() is None:
             proc.kill()
         return proc.wait()
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
 
 
 def linear_layers(critic: nn.Module) -> list[nn.Linear]:

@@ -224,3 +224,16 @@ def test_trainer_prepare_makes_envs_and_worker_and_training_continues() -> None:
         assert len(rows) == 3 and math.isfinite(rows[-1]["value_loss"])
     finally:
         agent.close()
+
+
+def test_worker_of_a_dropped_fitter_exits() -> None:
+    """An agent that is never closed must not leave its worker behind once it is collected."""
+    import gc
+
+    fitter, _ = _fitter()
+    fitter.prepare()
+    assert fitter._worker is not None and fitter._worker._proc is not None
+    proc = fitter._worker._proc
+    del fitter
+    gc.collect()
+    assert proc.wait(timeout=10) == 0
