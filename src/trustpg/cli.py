@@ -218,7 +218,9 @@ def cmd_train(argv: list[str]) -> int:
               f"Continue with: trustpg train --resume {run_dir}")  # fmt: skip
         return 0
     summary: dict[str, Any] = {
-        "env_steps": agent.num_timesteps, "train_seconds": seconds, "peak_rss_mb": _peak_rss_mb(),
+        "env_steps": agent.num_timesteps, "train_seconds": seconds,
+        "peak_rss_mb": _peak_rss_mb() + agent.trainer.critic_fit.worker_peak_rss_mb,
+        "peak_rss_critic_worker_mb": agent.trainer.critic_fit.worker_peak_rss_mb,
     }  # fmt: skip
     if config.eval_episodes:
         mean, std, returns = agent.evaluate(config.eval_episodes)
@@ -230,13 +232,11 @@ def cmd_train(argv: list[str]) -> int:
 
 
 def _peak_rss_mb() -> float:
-    """Peak resident set size of this process plus that of its largest finished child (the critic
-    worker, async env workers), MiB: an upper bound of the run's peak footprint. Call after the
-    agent is closed, so that its children have been waited for (Linux reports ru_maxrss in KiB)."""
+    """Peak resident set size of this process so far, MiB (Linux reports ru_maxrss in KiB). The
+    summary adds the critic worker's own peak (read by the worker's parent before it ends)."""
     import resource
 
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return (own + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _changed(config: TrainConfig, run: Path) -> dict[str, Any]:

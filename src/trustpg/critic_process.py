@@ -14,6 +14,7 @@ import pickle
 import subprocess
 import sys
 import weakref
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,8 @@ class CriticProcess:
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
         self.pid: int | None = None
+        #: Peak resident memory of the children so far (VmHWM after exec, read before they end).
+        self.peak_rss_mb = 0.0
 
     def start(self) -> None:
         """Start the child if it is not running (:meth:`submit` does this too)."""
@@ -65,6 +68,7 @@ class CriticProcess:
         """End the child (EOF on its stdin) and wait for it."""
         if self._proc is None:
             return
+        self._record_peak()
         proc, self._proc = self._proc, None
         try:
             if proc.stdin is not None:
@@ -90,7 +94,18 @@ class CriticProcess:
         # An agent dropped without close(): end the child (EOF) when this object is collected.
         weakref.finalize(self, _end, self._proc)
 
+    def _record_peak(self) -> None:
+        """The child's own peak RSS. Not ``RUSAGE_CHILDREN``: that also counts the parent's image
+        the child had between fork and exec (~300 MB of shared pages it never used)."""
+        if self._proc is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{self._proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    self.peak_rss_mb = max(self.peak_rss_mb, int(line.split()[1]) / 1024)
+
     def _kill(self) -> int | None:
+        self._record_peak()
         proc, self._proc = self._proc, None
         if proc is None:
             return None

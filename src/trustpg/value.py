@@ -86,6 +86,8 @@ class CriticFitter:
         #: a thread (:mod:`trustpg.critic_process`; no GIL hand-overs with the env stepping).
         self.process = process and overlap and _process_can_fit(critic)
         self._worker: CriticProcess | None = None
+        #: Peak RSS of the worker processes that have ended, MiB (0 without a worker).
+        self.worker_peak_rss_mb = 0.0
         self._sent: tuple[Tensor, Tensor, list[Tensor]] | None = None
         #: (before, after) losses of the last finished fit, not yet reported in a metrics row.
         self.losses: tuple[float, float] = (math.nan, math.nan)
@@ -182,6 +184,7 @@ class CriticFitter:
             self._pool = None
         if self._worker is not None:
             self._worker.close()
+            self.worker_peak_rss_mb = max(self.worker_peak_rss_mb, self._worker.peak_rss_mb)
             self._worker = None
 
 

@@ -237,3 +237,13 @@ def test_worker_of_a_dropped_fitter_exits() -> None:
     del fitter
     gc.collect()
     assert proc.wait(timeout=10) == 0
+
+
+def test_worker_peak_memory_is_its_own_not_the_forked_parents() -> None:
+    fitter, _ = _fitter()
+    obs, ret = _data()
+    fitter.start(obs, ret)
+    fitter.finish()
+    fitter.close()
+    # NumPy and the job only: tens of MB, not the parent's ~300 MB image it had before exec.
+    assert 5 < fitter.worker_peak_rss_mb < 120
