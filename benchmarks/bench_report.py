@@ -18,6 +18,12 @@ def collect(runs: Path) -> dict[tuple[str, str], list[dict]]:
         run = summary.parent
         env, algo = run.parent.parent.name, run.parent.name
         s = json.loads(summary.read_text())
+        config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
+        if config.get("critic_process") and "peak_rss_critic_worker_mb" not in s:
+            # Made with the critic worker before its own peak was recorded (commit fb4f04e): their
+            # peak_rss_mb is the parent's alone (22a2099..2b9b127) or adds RUSAGE_CHILDREN, which
+            # counts the parent's image the worker had between fork and exec (2b9b127..fb4f04e).
+            s["peak_rss_mb"] = None
         s["seed"] = int(run.name[1:])
         s["run"] = run
         out.setdefault((env, algo), []).append(s)
