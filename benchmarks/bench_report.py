@@ -78,6 +78,7 @@ def write_report(runs: Path, doc: Path, fig: Path, targets: dict) -> None:
     lines += ["", "Published reference numbers at 1M steps (not measured here):", ""]
     lines += [f"- {env}: best published TRPO {ref}" for env, (_, ref, _) in targets.items()]
     lines += ["", f"![learning curves](figures/{fig.name})", ""]
+    lines += _ablations(runs.parent / "ablations")
     doc.parent.mkdir(parents=True, exist_ok=True)
     marker = "<!-- mujoco-report-end -->"
     rest = ""
@@ -85,6 +86,36 @@ def write_report(runs: Path, doc: Path, fig: Path, targets: dict) -> None:
         rest = doc.read_text().split(marker, 1)[1]
     doc.write_text("\n".join(lines) + "\n" + marker + rest)
     _plot(data, fig)
+
+
+ABLATION_KEYS = ("num_envs", "steps_per_env", "log_std_init", "max_kl", "max_kl_final", "fvp_stride",
+                 "env_kwargs")  # fmt: skip
+
+
+def _ablations(root: Path) -> list[str]:
+    """One row per variant in bench-runs/ablations/<env>__<variant>[__<algo>]__s<seed>/."""
+    groups: dict[str, list[tuple[int, dict, dict]]] = {}
+    for summary in sorted(root.glob("*/summary.json")):
+        run = summary.parent
+        name, seed = run.name.rsplit("__s", 1)
+        config = json.loads((run / "config.json").read_text())
+        groups.setdefault(name, []).append((int(seed), json.loads(summary.read_text()), config))
+    if not groups:
+        return []
+    lines = ["### Ablations (`bench-runs/ablations/`)", "",
+             "Variants tried against the preset; the runs the notes below refer to. Settings shown are",
+             "the run's own (`config.json`).", "",
+             "| variant | algo | seeds | final return (mean ± std) | per-seed | settings |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for name, rows in groups.items():
+        rets = [r["eval_mean"] for _, r, _ in rows]
+        config = rows[0][2]
+        settings = ", ".join(f"{k}={config[k]}" for k in ABLATION_KEYS if k in config and
+                             config[k] not in (None, "{}"))  # fmt: skip
+        per_seed = ", ".join(f"s{seed}: {r['eval_mean']:.0f}" for seed, r, _ in rows)
+        lines.append(f"| {name} | {config['algo']} | {len(rows)} | {np.mean(rets):.0f} ± {np.std(rets):.0f} "
+                     f"| {per_seed} | {settings} |")  # fmt: skip
+    return [*lines, ""]
 
 
 def _plot(data: dict[tuple[str, str], list[dict]], fig_path: Path) -> None:
