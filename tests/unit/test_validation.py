@@ -46,6 +46,8 @@ BAD_API = [
     ("log_std_init", 100.0, ValueError, "in [-20, 5]"),
     ("max_kl", 0.0, ValueError, "> 0"),
     ("max_kl", float("inf"), ValueError, "finite"),
+    ("max_kl_final", 0.0, ValueError, "unset (constant δ) or > 0"),
+    ("max_kl_final", "0.001", TypeError, "a number"),
     ("npg_step_size", -0.1, ValueError, "> 0"),
     ("npg_step_size", "big", TypeError, "a number"),
     ("vpg_lr", 0, ValueError, "> 0"),
@@ -71,6 +73,7 @@ BAD_API = [
     ("run_name", "..", ValueError, "directory name"),
     ("tensorboard", "no", TypeError, "true or false"),
     ("critic_overlap", 1, TypeError, "true or false"),
+    ("critic_process", "no", TypeError, "true or false"),
     ("progress", 0, TypeError, "true or false"),
     ("torch_threads", 0, ValueError, ">= 1"),
 ]
