@@ -41,10 +41,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20480)
     p.add_argument("--critic", choices=["process", "thread", "sequential"], default="process")
     p.add_argument("--fvp-stride", type=int, default=1)
+    p.add_argument("--update-threads", type=int, default=0, help="0: the library default")
     args = p.parse_args()
     over = preset_overrides("mujoco", args.env)
     over.update(critic_overlap=args.critic != "sequential", critic_process=args.critic == "process",
-                fvp_stride=args.fvp_stride, progress=False)  # fmt: skip
+                fvp_stride=args.fvp_stride, update_threads=args.update_threads,
+                progress=False)  # fmt: skip
     totals: dict[str, float] = {}
     _timed(rollout.Collector, "collect", "collection", totals)
     _timed(fast_actor.NumpyActor, "sample", "  action sampling", totals)
@@ -70,7 +72,8 @@ def main() -> None:
     raw_s = time.perf_counter() - t
     us = 1e6 / args.steps
     rates = f"{args.steps / total:.0f} steps/s, raw {args.steps / raw_s:.0f} steps/s"
-    print(f"{args.env}, {n} envs, critic {args.critic}, fvp_stride {args.fvp_stride}: {rates}, "
+    print(f"{args.env}, {n} envs, critic {args.critic}, fvp_stride {args.fvp_stride}, "
+          f"update threads {agent.trainer.update_threads}: {rates}, "
           f"ratio {raw_s / total:.2f}")  # fmt: skip
     print("| phase | µs per env step | share |\n|---|---|---|")
     print(f"| total | {total * us:.1f} | 100% |")

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -44,6 +45,14 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def update_thread_count(requested: int) -> int:
+    """Threads for the policy update: ``requested``, or for 0 min(2, cores this process may use)."""
+    if requested > 0:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(2, cores))
 
 
 class TrainingFault(RuntimeError):
@@ -102,6 +111,7 @@ class Trainer:
             )  # fmt: skip
             self.critic = Critic(obs_dim(self.observation_space), c.hidden_sizes, c.activation)
         self.rule = make_rule(c)
+        self.update_threads = update_thread_count(c.update_threads)
         self.vf_optimizer = Adam(self.critic.parameters(), lr=c.vf_lr)
         self.vf_generator = torch.Generator().manual_seed(c.seed + 1)
         self.critic_fit = CriticFitter(
@@ -198,7 +208,8 @@ class Trainer:
         if c.max_kl_final is not None and isinstance(rule, TRPO | NPG) and rule.max_kl is not None:
             delta = kl_budget(c.max_kl, c.max_kl_final, self.env_steps, c.steps)
             rule = dataclasses.replace(rule, max_kl=delta)
-        stats = rule.update(self.actor, PolicyBatch(obs, actions, policy_adv))
+        with torch_threads(self.update_threads):  # the critic fit only starts after the update
+            stats = rule.update(self.actor, PolicyBatch(obs, actions, policy_adv))
         stats = self._keep_finite(theta, stats)
         self.critic_fit.start(obs, returns.reshape(-1))
         seconds = time.perf_counter() - t0

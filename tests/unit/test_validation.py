@@ -76,6 +76,7 @@ BAD_API = [
     ("critic_process", "no", TypeError, "true or false"),
     ("progress", 0, TypeError, "true or false"),
     ("torch_threads", 0, ValueError, ">= 1"),
+    ("update_threads", -1, ValueError, ">= 0"),
 ]
 
 
