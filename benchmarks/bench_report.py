@@ -48,8 +48,8 @@ def write_report(runs: Path, doc: Path, fig: Path, targets: dict) -> None:
         f"`{CMD} report`.",
         "",
         "| env | algo | seeds | final return (mean ± std) | target | per-seed | wall time (s) | steps/s "
-        "| peak RSS (MiB) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| peak RSS (MiB) | MuJoCo |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (env, algo), rows in sorted(data.items()):
         rets = [r["eval_mean"] for r in rows]
@@ -73,7 +73,7 @@ def write_report(runs: Path, doc: Path, fig: Path, targets: dict) -> None:
         rss_text = f"{np.median(rss):.0f}" if rss else "–"
         lines.append(
             f"| {env} | {algo} | {len(rows)} | {np.mean(rets):.0f} ± {np.std(rets):.0f} | {target}{met} | "
-            f"{per_seed} | {np.median(secs):.0f} | {np.median(sps):,.0f} | {rss_text} |"
+            f"{per_seed} | {np.median(secs):.0f} | {np.median(sps):,.0f} | {rss_text} | {_stack(rows)} |"
         )
     lines += ["", "Published reference numbers at 1M steps (not measured here):", ""]
     lines += [f"- {env}: best published TRPO {ref}" for env, (_, ref, _) in targets.items()]
@@ -86,6 +86,14 @@ def write_report(runs: Path, doc: Path, fig: Path, targets: dict) -> None:
         rest = doc.read_text().split(marker, 1)[1]
     doc.write_text("\n".join(lines) + "\n" + marker + rest)
     _plot(data, fig)
+
+
+def _stack(rows: list[dict]) -> str:
+    """The MuJoCo release of each run (summary.json records it since this session; older runs
+    were made with an earlier, unrecorded release), with counts when the seeds differ."""
+    names = [r.get("software", {}).get("mujoco", "earlier") for r in rows]
+    counts = {n: names.count(n) for n in dict.fromkeys(names)}
+    return names[0] if len(counts) == 1 else ", ".join(f"{n} ×{k}" for n, k in counts.items())
 
 
 ABLATION_KEYS = ("num_envs", "steps_per_env", "log_std_init", "max_kl", "max_kl_final", "fvp_stride",

@@ -24,6 +24,7 @@ import tyro
 from trustpg.checkpoint import CheckpointError
 from trustpg.config import TrainConfig, deferred_validation, validate
 from trustpg.distributed import MissingExtra
+from trustpg.logger import software_versions
 from trustpg.presets import preset_overrides
 from trustpg.rollout import EnvFault
 from trustpg.trainer import TrainingFault
@@ -221,6 +222,7 @@ def cmd_train(argv: list[str]) -> int:
         "env_steps": agent.num_timesteps, "train_seconds": seconds,
         "peak_rss_mb": _peak_rss_mb() + agent.trainer.critic_fit.worker_peak_rss_mb,
         "peak_rss_critic_worker_mb": agent.trainer.critic_fit.worker_peak_rss_mb,
+        "software": software_versions(),
     }  # fmt: skip
     if config.eval_episodes:
         mean, std, returns = agent.evaluate(config.eval_episodes)

@@ -18,6 +18,27 @@ COLUMNS = [
 ]  # fmt: skip
 
 
+#: Packages whose versions decide a run's numbers (MuJoCo and Gymnasium releases change the
+#: simulation in the last bits, which moves a seeded run; docs/benchmarks.md).
+VERSIONED = ("trustpg", "torch", "numpy", "gymnasium", "mujoco", "envpool", "ray")
+
+
+def software_versions() -> dict[str, str]:
+    """Python, the installed versions of :data:`VERSIONED` (those present) and the usable cores,
+    written into each run's summary.json so a result can be traced to the stack that made it."""
+    import platform
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    out["cores"] = str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    return out
+
+
 class MetricsLogger:
     """Appends one row per update to ``metrics.csv`` and mirrors numbers to TensorBoard."""
 

@@ -6,8 +6,10 @@ import json
 import subprocess
 import sys
 
+import mujoco
 import numpy as np
 import pytest
+import torch
 
 from trustpg import TRPO, Agent
 from trustpg.cli import main
@@ -87,3 +89,6 @@ def test_mujoco_preset_trains_a_few_thousand_steps(tmp_path, env):
     # the footprint includes the critic worker's own peak (a NumPy process: tens of MB)
     assert 5 < summary["peak_rss_critic_worker_mb"] < 120
     assert summary["peak_rss_mb"] > summary["peak_rss_critic_worker_mb"] + 100
+    # the stack that made the number (a MuJoCo release alone moves a seeded run)
+    assert summary["software"]["torch"] == torch.__version__
+    assert summary["software"]["mujoco"] == mujoco.__version__
