@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass
@@ -15,6 +16,13 @@ from typing import Any, Literal
 
 Algo = Literal["trpo", "npg", "vpg"]
 _VALIDATE = True
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 @contextlib.contextmanager

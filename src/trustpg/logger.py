@@ -35,7 +35,9 @@ def software_versions() -> dict[str, str]:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
-    out["cores"] = str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    from trustpg.config import usable_cores
+
+    out["cores"] = str(usable_cores())
     return out
 
 

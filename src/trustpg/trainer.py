@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,7 +22,7 @@ from trustpg.checkpoint import (
     prefixed,
     unprefixed,
 )
-from trustpg.config import TrainConfig
+from trustpg.config import TrainConfig, usable_cores
 from trustpg.distributed import RayCollector
 from trustpg.envs import EnvSource
 from trustpg.linalg import flat_params, set_flat_params
@@ -51,8 +50,7 @@ def update_thread_count(requested: int) -> int:
     """Threads for the policy update: ``requested``, or for 0 min(2, cores this process may use)."""
     if requested > 0:
         return requested
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(2, cores))
+    return max(1, min(2, usable_cores()))
 
 
 class TrainingFault(RuntimeError):

@@ -4,7 +4,6 @@ SIGINT, or by a crash), resume, N/2 — same parameters and the same metrics row
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -245,8 +244,9 @@ def test_two_update_threads_are_deterministic_and_match_one_thread_to_rounding()
 
 
 def test_update_thread_count_defaults_to_at_most_two_usable_cores():
+    from trustpg.config import usable_cores
     from trustpg.trainer import update_thread_count
 
     assert update_thread_count(3) == 3
     assert 1 <= update_thread_count(0) <= 2
-    assert update_thread_count(0) <= len(os.sched_getaffinity(0))
+    assert update_thread_count(0) <= usable_cores()
