@@ -112,7 +112,9 @@ def _ablations(root: Path) -> list[str]:
         return []
     lines = ["### Ablations (`bench-runs/ablations/`)", "",
              "Variants tried against the preset; the runs the notes below refer to. Settings shown are",
-             "the run's own (`config.json`).", "",
+             "the run's own (`config.json`). Reproduce one: `python benchmarks/mujoco_bench.py run",
+             "--envs ENV --algos ALGO --seeds S --variant NAME --set KEY=VALUE ...` with the settings that",
+             "differ from the preset (`src/trustpg/presets.py`).", "",
              "| variant | algo | seeds | final return (mean ± std) | per-seed | settings |",
              "|---|---|---|---|---|---|"]  # fmt: skip
     for name, rows in groups.items():

@@ -3,7 +3,12 @@
     python benchmarks/mujoco_bench.py run --envs Hopper-v5 HalfCheetah-v5 --algos trpo sb3-trpo --seeds 0 1 2
     python benchmarks/mujoco_bench.py report
 
+    python benchmarks/mujoco_bench.py run --envs Hopper-v5 --variant anneal --set max_kl_final=0.002
+
 Each run lives in bench-runs/mujoco/<env>/<algo>/s<seed>/ (metrics.csv, config.json, summary.json);
+with ``--variant NAME --set KEY=VALUE ...`` (the preset plus these ``trustpg train`` flags) it
+lives in bench-runs/ablations/<env>__<NAME>__<algo>__s<seed>/ and the report's ablation table
+lists it;
 a run with a summary.json is finished and skipped, an unfinished trustpg run is resumed
 from its last checkpoint. trustpg runs use ``trustpg train --preset mujoco``; sb3-trpo runs use
 benchmarks/sb3_runner.py (RL Zoo hyperparameters; needs ``pip install -e .[bench]``).
@@ -29,8 +34,26 @@ TARGETS = {  # env: (TRPO target, best published TRPO at 1M, NPG target)
 }
 
 
-def run_one(env: str, algo: str, seed: int, steps: int) -> None:
-    out = RUNS / env / algo / f"s{seed}"
+def run_dir(env: str, algo: str, seed: int, variant: str | None) -> Path:
+    if variant is None:
+        return RUNS / env / algo / f"s{seed}"
+    return RUNS.parent / "ablations" / f"{env}__{variant}__{algo}__s{seed}"
+
+
+def override_flags(sets: list[str]) -> list[str]:
+    """``KEY=VALUE`` pairs as ``trustpg train`` flags (``max_kl_final=0.002`` -> ``--max-kl-final 0.002``)."""
+    flags: list[str] = []
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set takes KEY=VALUE (a TrainConfig field), got {item!r}")
+        flags += [f"--{key.replace('_', '-')}", value]
+    return flags
+
+
+def run_one(env: str, algo: str, seed: int, steps: int, variant: str | None = None,
+            sets: list[str] | None = None) -> None:  # fmt: skip
+    out = run_dir(env, algo, seed, variant)
     if (out / "summary.json").exists():
         print(f"done already: {out}")
         return
@@ -42,7 +65,8 @@ def run_one(env: str, algo: str, seed: int, steps: int) -> None:
     else:
         cmd = ["trustpg", "train", "--preset", "mujoco", "--env", env, "--algo", algo,
                "--seed", str(seed), "--steps", str(steps), "--run-dir", str(out.parent),
-               "--run-name", out.name, "--no-progress", "--checkpoint-every", "50"]  # fmt: skip
+               "--run-name", out.name, "--no-progress", "--checkpoint-every", "50",
+               *override_flags(sets or [])]  # fmt: skip
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
 
@@ -55,13 +79,17 @@ def main() -> None:
     r.add_argument("--algos", nargs="+", default=["trpo"])
     r.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     r.add_argument("--steps", type=int, default=1_000_000)
+    r.add_argument("--variant", help="name of an ablation (runs go to bench-runs/ablations/)")
+    r.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="flags on top of the preset")
     sub.add_parser("report")
     args = p.parse_args()
     if args.cmd == "run":
+        if bool(args.variant) != bool(args.set):
+            p.error("--variant and --set go together: a variant is the preset plus its --set flags")
         for seed in args.seeds:
             for env in args.envs:
                 for algo in args.algos:
-                    run_one(env, algo, seed, args.steps)
+                    run_one(env, algo, seed, args.steps, args.variant, args.set)
     else:
         from bench_report import write_report  # type: ignore[import-not-found]
 
