@@ -41,7 +41,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20480)
     p.add_argument("--critic", choices=["process", "thread", "sequential"], default="process")
     p.add_argument("--fvp-stride", type=int, default=1)
-    p.add_argument("--update-threads", type=int, default=0, help="0: the library default")
+    p.add_argument("--update-threads", type=int, default=1, help="0: min(2, usable cores)")
     args = p.parse_args()
     over = preset_overrides("mujoco", args.env)
     over.update(critic_overlap=args.critic != "sequential", critic_process=args.critic == "process",

@@ -144,10 +144,11 @@ class TrainConfig:
     """Show a progress bar."""
     torch_threads: int = 1
     """torch.set_num_threads for the run (1 is fastest for the small per-step MLP calls)."""
-    update_threads: int = 0
+    update_threads: int = 1
     """Intra-op threads for the policy update only (gradient, CG's Fisher-vector products, line
-    search); 0 = min(2, usable cores). The second core is idle then (the critic fit starts after the
-    update), and the update's batch-sized matrix products run ~1.5x faster on two threads
+    search); 0 = min(2, usable cores). On an otherwise idle machine 2 runs the update ~1.5x faster
+    (the critic fit starts after the update, so the second core is free then); when another job
+    keeps the second core busy (e.g. two seeds at once) it runs ~1.5x slower, hence 1 by default
     (docs/performance.md). Results differ from 1 thread in float32 rounding only."""
 
     def __post_init__(self) -> None:

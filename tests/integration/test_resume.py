@@ -222,7 +222,7 @@ def test_cli_interrupt_and_resume_equals_uninterrupted_run(tmp_path):
 
 
 def test_two_update_threads_are_deterministic_and_match_one_thread_to_rounding():
-    """update_threads=2 (the default on 2+ cores) splits the policy update's matrix products:
+    """update_threads=2 (0 = auto on 2+ cores) splits the policy update's matrix products:
     the same seed still gives identical runs, and the first step equals the 1-thread one up to
     float32 rounding (the algorithm is unchanged)."""
     big = {**SMALL, "num_envs": 4, "steps_per_env": 512}  # 2,048 states: large enough to split
