@@ -4,7 +4,8 @@
     python benchmarks/throughput.py --sweep --repeats 3 --steps 20480    # envs × sync/async/envpool, Hopper
     python benchmarks/throughput.py --fvp --repeats 7                    # FVP methods
 
-Each measurement runs in a fresh subprocess with one torch thread; the kinds of measurement
+Each measurement runs in a fresh subprocess with one torch thread ("trustpg-2threads": the same
+run with its policy update on two threads, ``update_threads=2``); the kinds of measurement
 are interleaved within each repeat so machine noise hits them alike; medians are reported.
 Results are written to benchmarks/results/*.json and printed as Markdown.
 
@@ -57,12 +58,13 @@ def _raw(env_id: str, num_envs: int, steps: int, vectorization: str) -> float:
     return n * num_envs / dt
 
 
-def _trustpg(env_id: str, num_envs: int, steps: int, vectorization: str) -> float:
+def _trustpg(env_id: str, num_envs: int, steps: int, vectorization: str, update_threads: int = 1) -> float:
     from trustpg import TRPO
     from trustpg.presets import preset_overrides
 
     preset = preset_overrides("mujoco", env_id) if env_id in MUJOCO else {}
-    preset.update(num_envs=num_envs, vectorization=vectorization, progress=False)
+    preset.update(num_envs=num_envs, vectorization=vectorization, update_threads=update_threads,
+                  progress=False)  # fmt: skip
     if vectorization == "envpool":
         import envpool  # noqa: F401  (~1 s once per process, as gymnasium's imports above: not timed)
     agent = TRPO(env_id, seed=0, **preset)
@@ -227,6 +229,7 @@ def main_table(
     for env in envs:
         n, k = preset_envs(env), (5 if env == "CartPole-v1" else 1)
         cases[env] = [("raw", (env, n, steps * k, "sync")), ("trustpg", (env, n, steps * k, "sync")),
+                      ("trustpg-2threads", (env, n, steps * k, "sync", 2)),
                       ("sb3-default", (env, "default", steps))]  # fmt: skip
         if env in MUJOCO:
             cases[env].append(("sb3-zoo", (env, "zoo", steps)))
