@@ -24,10 +24,24 @@ def collect(runs: Path) -> dict[tuple[str, str], list[dict]]:
             # peak_rss_mb is the parent's alone (22a2099..2b9b127) or adds RUSAGE_CHILDREN, which
             # counts the parent's image the worker had between fork and exec (2b9b127..fb4f04e).
             s["peak_rss_mb"] = None
+        s["wall"] = _wall_time(run, s["train_seconds"])
         s["seed"] = int(run.name[1:])
         s["run"] = run
         out.setdefault((env, algo), []).append(s)
     return out
+
+
+def _wall_time(run: Path, fallback: float) -> float:
+    """Training wall time over all segments of a run: the last ``wall_time`` of metrics.csv (kept
+    across resumes in the checkpoint), not summary.json's ``train_seconds`` (the last segment)."""
+    lines = (run / "metrics.csv").read_text().splitlines() if (run / "metrics.csv").exists() else []
+    if len(lines) < 2:
+        return fallback
+    header, last = lines[0].split(","), lines[-1].split(",")
+    try:
+        return float(last[header.index("wall_time")])
+    except (ValueError, IndexError):
+        return fallback
 
 
 def write_report(runs: Path, doc: Path, fig: Path, targets: dict) -> None:
@@ -53,7 +67,7 @@ def write_report(runs: Path, doc: Path, fig: Path, targets: dict) -> None:
     ]
     for (env, algo), rows in sorted(data.items()):
         rets = [r["eval_mean"] for r in rows]
-        secs = [r["train_seconds"] for r in rows]
+        secs = [r["wall"] for r in rows]
         tgt = targets.get(env)
         target = (
             ""
@@ -68,7 +82,7 @@ def write_report(runs: Path, doc: Path, fig: Path, targets: dict) -> None:
             else:
                 met = " ✅" if len(rows) >= 5 else " (met on fewer than 5 seeds)"
         per_seed = ", ".join(f"s{r['seed']}: {r['eval_mean']:.0f}" for r in rows)
-        sps = [r["env_steps"] / r["train_seconds"] for r in rows]
+        sps = [r["env_steps"] / r["wall"] for r in rows]
         rss = [r["peak_rss_mb"] for r in rows if r.get("peak_rss_mb")]
         rss_text = f"{np.median(rss):.0f}" if rss else "–"
         lines.append(
