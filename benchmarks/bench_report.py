@@ -129,8 +129,8 @@ def _ablations(root: Path) -> list[str]:
              "the run's own (`config.json`). Reproduce one: `python benchmarks/mujoco_bench.py run",
              "--envs ENV --algos ALGO --seeds S --variant NAME --set KEY=VALUE ...` with the settings that",
              "differ from the preset (`src/trustpg/presets.py`).", "",
-             "| variant | algo | seeds | final return (mean ± std) | per-seed | settings |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+             "| variant | algo | seeds | final return (mean ± std) | per-seed | settings | MuJoCo |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, rows in groups.items():
         rets = [r["eval_mean"] for _, r, _ in rows]
         config = rows[0][2]
@@ -138,7 +138,7 @@ def _ablations(root: Path) -> list[str]:
                              config[k] not in (None, "{}"))  # fmt: skip
         per_seed = ", ".join(f"s{seed}: {r['eval_mean']:.0f}" for seed, r, _ in rows)
         lines.append(f"| {name} | {config['algo']} | {len(rows)} | {np.mean(rets):.0f} ± {np.std(rets):.0f} "
-                     f"| {per_seed} | {settings} |")  # fmt: skip
+                     f"| {per_seed} | {settings} | {_stack([r for _, r, _ in rows])} |")  # fmt: skip
     return [*lines, ""]
 
 
