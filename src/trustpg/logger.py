@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from trustpg.config import usable_cores
+
 #: Columns of metrics.csv, in order; docs/usage.md explains each.
 COLUMNS = [
     "update", "env_steps", "episodes", "mean_return", "mean_length",
@@ -35,8 +37,6 @@ def software_versions() -> dict[str, str]:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
-    from trustpg.config import usable_cores
-
     out["cores"] = str(usable_cores())
     return out
 

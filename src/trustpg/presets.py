@@ -36,7 +36,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # TRPO: 1732 -> 6438 deterministic return at 1M steps on HalfCheetah (docs/benchmarks.md).
         "HalfCheetah-v5": {"num_envs": 16, "steps_per_env": 64, "log_std_init": -0.5},
         # Same change on Walker2d-v5, seed 0: 1219 -> 3772. Then δ annealed linearly to 0.002 over
-        # the run (the full-batch Fisher): over seeds 0-4, 3463 ± 1143 -> 4528 ± 318 on the same
+        # the run (the full-batch Fisher): over seeds 0-4, 3463 ± 1143 -> 4528 ± 314 on the same
         # stack, with steady final gaits instead of falls in some evaluation episodes
         # (docs/benchmarks.md; with the Fisher on every 2nd state it did not help).
         "Walker2d-v5": {"num_envs": 16, "steps_per_env": 64, "log_std_init": -0.5, "max_kl_final": 0.002},
