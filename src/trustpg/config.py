@@ -146,7 +146,7 @@ class TrainConfig:
     """torch.set_num_threads for the run (1 is fastest for the small per-step MLP calls)."""
     update_threads: int = 1
     """Intra-op threads for the policy update only (gradient, CG's Fisher-vector products, line
-    search); 0 = min(2, usable cores). On an otherwise idle machine 2 runs the update ~1.5x faster
+    search); 0 = min(2, usable cores). On an otherwise idle machine 2 runs the update 1.2-1.5x faster
     (the critic fit starts after the update, so the second core is free then); when another job
     keeps the second core busy (e.g. two seeds at once) it runs ~1.7x slower, hence 1 by default
     (docs/performance.md). Results differ from 1 thread in float32 rounding only."""
