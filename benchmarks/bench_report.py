@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 
+from trustpg.logger import read_metrics
 from trustpg.plotting import plot_runs
 
 CMD = "python benchmarks/mujoco_bench.py"
@@ -34,14 +36,10 @@ def collect(runs: Path) -> dict[tuple[str, str], list[dict]]:
 def _wall_time(run: Path, fallback: float) -> float:
     """Training wall time over all segments of a run: the last ``wall_time`` of metrics.csv (kept
     across resumes in the checkpoint), not summary.json's ``train_seconds`` (the last segment)."""
-    lines = (run / "metrics.csv").read_text().splitlines() if (run / "metrics.csv").exists() else []
-    if len(lines) < 2:
-        return fallback
-    header, last = lines[0].split(","), lines[-1].split(",")
-    try:
-        return float(last[header.index("wall_time")])
-    except (ValueError, IndexError):
-        return fallback
+    path = run / "metrics.csv"
+    rows = read_metrics(path) if path.exists() else []
+    wall = rows[-1].get("wall_time") if rows else None
+    return float(wall) if isinstance(wall, float) and math.isfinite(wall) else fallback
 
 
 def write_report(runs: Path, doc: Path, fig: Path, targets: dict) -> None:
