@@ -108,8 +108,8 @@ def _stack(rows: list[dict]) -> str:
     return names[0] if len(counts) == 1 else ", ".join(f"{n} ×{k}" for n, k in counts.items())
 
 
-ABLATION_KEYS = ("num_envs", "steps_per_env", "log_std_init", "max_kl", "max_kl_final", "fvp_stride",
-                 "env_kwargs")  # fmt: skip
+ABLATION_KEYS = ("num_envs", "steps_per_env", "gamma", "gae_lambda", "log_std_init", "max_kl",
+                 "max_kl_final", "fvp_stride", "env_kwargs")  # fmt: skip
 
 
 def _ablations(root: Path) -> list[str]:

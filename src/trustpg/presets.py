@@ -52,6 +52,12 @@ PRESETS: dict[str, dict[str, Any]] = {
             "max_kl": 0.02,
             "env_kwargs": '{"include_cfrc_ext_in_observation": false}',
         },
+        # Hopper-v5: γ 0.995 (horizon ~200 steps instead of ~100) and δ annealed to 0.002. With
+        # γ 0.99 some seeds settle on a fast gait that falls after ~300 steps (a fall that far
+        # ahead is discounted by 0.99^300 ≈ 5 %): seeds 0-4 3140 ± 574 (earlier stack; annealing
+        # alone 2874 ± 920 on seeds 0,1,3,4) -> 3508/3661/3646/3636/3502 = 3591 ± 70, every seed
+        # on the steady 1,000-step gait (docs/benchmarks.md).
+        "Hopper-v5": {"gamma": 0.995, "max_kl_final": 0.002},
         "Swimmer-v5": {"gamma": 0.9999},
     },
 }
