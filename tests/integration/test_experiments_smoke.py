@@ -52,3 +52,16 @@ def test_experiment_smoke_run_writes_its_outputs(name, tmp_path, capsys):
 def test_unknown_experiment_is_a_user_error(tmp_path, capsys):
     assert main(["experiment", "nope", "--out", str(tmp_path)]) == 2
     assert "unknown experiment" in capsys.readouterr().err
+
+
+def test_hopper_experiments_keep_the_settings_their_figures_were_made_with():
+    """The δ sweeps compare constant KL budgets: the MuJoCo preset's δ schedule (max_kl_final) and
+    its later γ 0.995 for Hopper must not leak into them."""
+    from trustpg.experiments import angle, stepsize_vs_constraint
+    from trustpg.presets import preset_overrides
+
+    assert preset_overrides("mujoco", "Hopper-v5")["max_kl_final"] is not None  # what must not leak
+    for tasks in (angle.TASKS, stepsize_vs_constraint.TASKS):
+        config = tasks["Hopper-v5"][0]
+        assert config["max_kl_final"] is None and config["gamma"] == 0.99
+        assert config["cg_iters"] == 25 and config["normalize_reward"] is True  # the rest is the preset

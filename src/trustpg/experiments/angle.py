@@ -18,14 +18,21 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from trustpg.experiments._common import check_budget, markdown_table, save_figure, train_curve, write_csv
+from trustpg.experiments._common import (
+    HOPPER,
+    check_budget,
+    markdown_table,
+    save_figure,
+    train_curve,
+    write_csv,
+)
 from trustpg.presets import preset_overrides
 
 #: env → (config overrides, steps per run) for the full budget.
 TASKS: dict[str, tuple[dict[str, Any], int]] = {
     "CartPole-v1": ({}, 49_152),
     "Pendulum-v1": (preset_overrides("classic", "Pendulum-v1"), 61_440),
-    "Hopper-v5": (preset_overrides("mujoco", "Hopper-v5"), 30_720),
+    "Hopper-v5": (HOPPER, 30_720),
 }
 #: label → (algo, config): TRPO (δ = 0.01), and NPG with a fixed α, whose steps have KLs over
 #: orders of magnitude (NPG normalised to δ takes the same steps as TRPO whenever the line search

@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from trustpg.experiments._common import (
+    HOPPER,
     check_budget,
     final_and_auc,
     markdown_table,
@@ -38,7 +39,7 @@ SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
 TASKS: dict[str, tuple[dict[str, Any], int]] = {
     "CartPole-v1": ({}, 49_152),
     "Pendulum-v1": (preset_overrides("classic", "Pendulum-v1"), 98_304),
-    "Hopper-v5": (preset_overrides("mujoco", "Hopper-v5"), 40_960),
+    "Hopper-v5": (HOPPER, 40_960),
 }
 FULL_SEEDS = (0, 1)
 
