@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+from phases import _timed  # type: ignore[import-not-found]  # benchmarks/phases.py, same directory
 
 from trustpg import TRPO, fast_actor, steps
 from trustpg.rollout import make_vec_env
@@ -48,7 +50,8 @@ def _raw_us(num_envs: int, vec_steps: int) -> float:
     return dt * 1e6 / (vec_steps * num_envs)
 
 
-def _actor_us(actor: fast_actor.NumpyActor, obs: np.ndarray, gen, vec_steps: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+def _actor_us(actor: fast_actor.NumpyActor, obs: np.ndarray, gen: torch.Generator,
+              vec_steps: int) -> tuple[float, float]:  # fmt: skip
     n = obs.shape[0]
     t = time.perf_counter()
     for _ in range(vec_steps):
@@ -70,31 +73,22 @@ def main() -> None:
     agent = TRPO("CartPole-v1", seed=0, progress=False, eval_episodes=0)
     agent.learn(8 * 256)  # warm-up: envs, critic worker, first update
     n = agent.config.num_envs
+    if args.train_steps % agent.config.batch_size:
+        p.error(f"--train-steps must be a multiple of the batch ({agent.config.batch_size})")
     actor = fast_actor.NumpyActor(agent.trainer.actor)
     obs = np.random.default_rng(0).standard_normal((n, 4)).astype(np.float32)
-    import torch
-
     gen = torch.Generator().manual_seed(0)
-    update_s: list[float] = []
-    original = steps.TRPO.update
-
-    def timed(self, policy, batch):  # type: ignore[no-untyped-def]
-        t = time.perf_counter()
-        try:
-            return original(self, policy, batch)
-        finally:
-            update_s.append(time.perf_counter() - t)
-
-    steps.TRPO.update = timed  # type: ignore[method-assign]
+    totals: dict[str, float] = {}
+    _timed(steps.TRPO, "update", "update", totals)
     rows: dict[str, list[float]] = {"raw": [], "forward": [], "sampling": [], "update": []}
     for _ in range(args.repeats):
         rows["raw"].append(_raw_us(n, args.vec_steps))
         fwd, smp = _actor_us(actor, obs, gen, args.vec_steps)
         rows["forward"].append(fwd)
         rows["sampling"].append(smp)
-        update_s.clear()
-        agent.learn(args.train_steps)
-        rows["update"].append(sum(update_s) * 1e6 / (len(update_s) * agent.config.batch_size))
+        totals.clear()
+        agent.learn(args.train_steps)  # whole batches, so every trained step was in one update
+        rows["update"].append(totals["update"] * 1e6 / args.train_steps)
     agent.close()
     med = {k: statistics.median(v) for k, v in rows.items()}
     raw = med["raw"]
