@@ -47,7 +47,7 @@ def override_flags(sets: list[str]) -> list[str]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise SystemExit(f"--set takes KEY=VALUE (a TrainConfig field), got {item!r}")
-        flags += [f"--{key.replace('_', '-')}", value]
+        flags += [f"--{key.replace('_', '-')}", *value.split()]  # "vf_hidden_sizes=256 256"
     return flags
 
 

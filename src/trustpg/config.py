@@ -79,7 +79,10 @@ class TrainConfig:
     """Scale rewards by the running std of the discounted return (as SB3's VecNormalize)."""
 
     hidden_sizes: tuple[int, ...] = (64, 64)
-    """Hidden layer sizes of the actor and the critic."""
+    """Hidden layer sizes of the actor (and of the critic unless vf_hidden_sizes is set)."""
+    vf_hidden_sizes: tuple[int, ...] | None = None
+    """Hidden layer sizes of the critic; unset: the same as hidden_sizes. The critic is fitted by
+    regression, not by a trust-region step, so a wider one costs no Fisher-vector products."""
     activation: Literal["tanh", "relu", "elu"] = "tanh"
     """Hidden activation."""
     log_std_init: float = 0.0
@@ -155,10 +158,15 @@ class TrainConfig:
         # Friendly coercions for the Python API (JSON has no tuples, users pass strings for paths).
         if isinstance(self.run_dir, str):
             object.__setattr__(self, "run_dir", Path(self.run_dir))
-        if isinstance(self.hidden_sizes, list):
-            object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        for name in ("hidden_sizes", "vf_hidden_sizes"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         if _VALIDATE:
             validate(self)
+
+    @property
+    def critic_hidden_sizes(self) -> tuple[int, ...]:
+        return self.hidden_sizes if self.vf_hidden_sizes is None else self.vf_hidden_sizes
 
     @property
     def batch_size(self) -> int:
@@ -171,6 +179,7 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["run_dir"] = str(self.run_dir)
         d["hidden_sizes"] = list(self.hidden_sizes)
+        d["vf_hidden_sizes"] = None if self.vf_hidden_sizes is None else list(self.vf_hidden_sizes)
         return d
 
     @staticmethod
@@ -182,8 +191,9 @@ class TrainConfig:
         d = dict(d)
         if "run_dir" in d:
             d["run_dir"] = Path(d["run_dir"])
-        if "hidden_sizes" in d:
-            d["hidden_sizes"] = tuple(d["hidden_sizes"])
+        for name in ("hidden_sizes", "vf_hidden_sizes"):
+            if d.get(name) is not None:
+                d[name] = tuple(d[name])
         return TrainConfig(**d)
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -270,6 +280,9 @@ def validate(c: TrainConfig) -> None:
     _need(c.obs_clip > 0, "obs_clip", c.obs_clip, "> 0")
     _need(len(c.hidden_sizes) >= 1 and all(h >= 1 for h in c.hidden_sizes),
           "hidden_sizes", c.hidden_sizes, "one or more positive layer sizes")  # fmt: skip
+    vf = c.vf_hidden_sizes
+    _need(vf is None or (len(vf) >= 1 and all(h >= 1 for h in vf)), "vf_hidden_sizes", vf,
+          "unset (as hidden_sizes) or one or more positive layer sizes")  # fmt: skip
     _need(c.fvp_stride <= c.batch_size, "fvp_stride", c.fvp_stride,
           f"<= the batch size num_envs*steps_per_env = {c.batch_size}")  # fmt: skip
     _need(c.vectorization in ("sync", "async", "envpool"), "vectorization", c.vectorization,

@@ -107,7 +107,7 @@ class Trainer:
                 self.observation_space, self.action_space, c.hidden_sizes, c.activation,
                 c.log_std_init,
             )  # fmt: skip
-            self.critic = Critic(obs_dim(self.observation_space), c.hidden_sizes, c.activation)
+            self.critic = Critic(obs_dim(self.observation_space), c.critic_hidden_sizes, c.activation)
         self.rule = make_rule(c)
         self.update_threads = update_thread_count(c.update_threads)
         self.vf_optimizer = Adam(self.critic.parameters(), lr=c.vf_lr)

@@ -51,6 +51,7 @@ CASES = [
     ("Pendulum-v1", "trpo", {}),
     ("InvertedPendulum-v5", "trpo", {}),
     ("CartPole-v1", "trpo", {"max_kl": 0.02, "max_kl_final": 0.002, "steps": 8 * 128}),
+    ("Pendulum-v1", "trpo", {"vf_hidden_sizes": (32, 16)}),
 ]
 
 

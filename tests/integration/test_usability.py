@@ -297,3 +297,24 @@ def test_callbacks_stop_training_early():
     stop = StopOnReturn(-1.0)  # any finished episode reaches it
     agent.learn(10_000, callback=stop)
     assert stop.stopped_at == agent.num_timesteps == 4 * 128
+
+
+def test_critic_size_is_set_apart_from_the_actor(tmp_path):
+    """--vf-hidden-sizes widens the critic only; the actor keeps hidden_sizes, and a saved run
+    loads back with both shapes."""
+    flags = ["--env", "Pendulum-v1", "--hidden-sizes", "16", "--vf-hidden-sizes", "48", "24"]
+    config, _ = parse_train_args([*flags, "--run-dir", str(tmp_path), "--run-name", "r"])
+    assert config.vf_hidden_sizes == (48, 24) and config.critic_hidden_sizes == (48, 24)
+    agent = Agent(config.replace(num_envs=2, steps_per_env=64, progress=False, tensorboard=False,
+                                 eval_episodes=0))  # fmt: skip
+    agent.learn(256)
+
+    def linear(m: nn.Module) -> list[tuple[int, ...]]:
+        return [tuple(x.weight.shape) for x in m.modules() if isinstance(x, nn.Linear)]
+
+    assert linear(agent.trainer.critic) == [(48, 3), (24, 48), (1, 24)]
+    assert linear(agent.trainer.actor)[:2] == [(16, 3), (1, 16)]
+    again = Agent.load(agent.save(tmp_path / "ckpt"))
+    assert linear(again.trainer.critic) == [(48, 3), (24, 48), (1, 24)]
+    # Unset: the critic follows hidden_sizes.
+    assert TrainConfig(env="Pendulum-v1", hidden_sizes=(8,)).critic_hidden_sizes == (8,)
