@@ -109,7 +109,7 @@ def _stack(rows: list[dict]) -> str:
 
 
 ABLATION_KEYS = ("num_envs", "steps_per_env", "gamma", "gae_lambda", "log_std_init", "max_kl",
-                 "max_kl_final", "fvp_stride", "env_kwargs")  # fmt: skip
+                 "max_kl_final", "fvp_stride", "vf_hidden_sizes", "env_kwargs")  # fmt: skip
 
 
 def _ablations(root: Path) -> list[str]:
