@@ -72,16 +72,16 @@ def write_report(runs: Path, doc: Path, fig: Path, targets: dict) -> None:
             if tgt is None
             else (f"≥ {tgt[0]}" if "trpo" in algo else f"≥ {tgt[2]}" if algo == "npg" else "")
         )
-        met = ""
+        met, digits = "", 0
         if target and algo in ("trpo", "npg"):
             bar = tgt[0] if algo == "trpo" else tgt[2]
+            # One decimal where rounding would hide which side of the target the mean is on.
+            digits = 1 if abs(np.mean(rets) - bar) < 1 else 0
             if np.mean(rets) < bar:
                 met = " ❌"
             else:
                 met = " ✅" if len(rows) >= 5 else " (met on fewer than 5 seeds)"
         per_seed = ", ".join(f"s{r['seed']}: {r['eval_mean']:.0f}" for r in rows)
-        # One decimal where rounding would hide which side of the target the mean is on.
-        digits = 1 if target and algo in ("trpo", "npg") and abs(np.mean(rets) - bar) < 1 else 0
         sps = [r["env_steps"] / r["wall"] for r in rows]
         rss = [r["peak_rss_mb"] for r in rows if r.get("peak_rss_mb")]
         rss_text = f"{np.median(rss):.0f}" if rss else "–"
