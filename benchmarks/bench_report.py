@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from trustpg.config import TrainConfig
 from trustpg.logger import read_metrics
 from trustpg.plotting import plot_runs
+from trustpg.presets import PRESETS
 
 CMD = "python benchmarks/mujoco_bench.py"
 
@@ -113,6 +116,19 @@ def _stack(rows: list[dict]) -> str:
 
 ABLATION_KEYS = ("num_envs", "steps_per_env", "gamma", "gae_lambda", "log_std_init", "max_kl",
                  "max_kl_final", "fvp_stride", "vf_hidden_sizes", "env_kwargs")  # fmt: skip
+# Shown only where the run differs from the mujoco preset's common settings.
+ABLATION_KEYS_IF_CHANGED = ("hidden_sizes", "cg_iters", "damping", "vf_epochs", "vf_lr")
+_DEFAULTS = {**asdict(TrainConfig()), **PRESETS["mujoco"]["common"]}
+
+
+def _settings(config: dict) -> str:
+    shown = [k for k in ABLATION_KEYS if k in config and config[k] not in (None, "{}")]
+    shown += [k for k in ABLATION_KEYS_IF_CHANGED if k in config and config[k] != _as_json(_DEFAULTS[k])]
+    return ", ".join(f"{k}={config[k]}" for k in shown)
+
+
+def _as_json(value: object) -> object:
+    return json.loads(json.dumps(value))
 
 
 def _ablations(root: Path) -> list[str]:
@@ -135,8 +151,7 @@ def _ablations(root: Path) -> list[str]:
     for name, rows in groups.items():
         rets = [r["eval_mean"] for _, r, _ in rows]
         config = rows[0][2]
-        settings = ", ".join(f"{k}={config[k]}" for k in ABLATION_KEYS if k in config and
-                             config[k] not in (None, "{}"))  # fmt: skip
+        settings = _settings(config)
         per_seed = ", ".join(f"s{seed}: {r['eval_mean']:.0f}" for seed, r, _ in rows)
         lines.append(f"| {name} | {config['algo']} | {len(rows)} | {np.mean(rets):.0f} ± {np.std(rets):.0f} "
                      f"| {per_seed} | {settings} | {_stack([r for _, r, _ in rows])} |")  # fmt: skip

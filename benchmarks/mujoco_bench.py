@@ -80,7 +80,14 @@ def main() -> None:
     r.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     r.add_argument("--steps", type=int, default=1_000_000)
     r.add_argument("--variant", help="name of an ablation (runs go to bench-runs/ablations/)")
-    r.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="flags on top of the preset")
+    r.add_argument(
+        "--set",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="flags on top of the preset",
+    )
     sub.add_parser("report")
     args = p.parse_args()
     if args.cmd == "run":
