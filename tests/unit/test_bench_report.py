@@ -1,0 +1,43 @@
+"""The ablation table of benchmarks/bench_report.py names every setting a variant changed."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from trustpg.config import TrainConfig
+from trustpg.presets import preset_overrides
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import bench_report
+
+
+def _run(root: Path, name: str, seed: int, ret: float, **overrides: object) -> None:
+    config = asdict(TrainConfig(**{**preset_overrides("mujoco", "Walker2d-v5"), **overrides}))
+    run = root / f"{name}__s{seed}"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"algo": "trpo", **config}, default=str))
+    (run / "summary.json").write_text(json.dumps({"eval_mean": ret, "software": {"mujoco": "4.0.0"}}))
+
+
+def test_ablation_rows_show_changed_critic_and_cg_settings_only(tmp_path):
+    _run(tmp_path, "Walker2d-v5__vf20__trpo", 0, 4000.0, vf_epochs=20)
+    _run(tmp_path, "Walker2d-v5__vf20__trpo", 1, 5000.0, vf_epochs=20)
+    _run(tmp_path, "Walker2d-v5__cg50__trpo", 3, 1600.0, vf_epochs=20, cg_iters=50, hidden_sizes=(32, 32))
+    rows = {
+        line.split(" | ")[0][2:]: line for line in bench_report._ablations(tmp_path) if line.startswith("| W")
+    }
+    vf20, cg50 = rows["Walker2d-v5__vf20__trpo"], rows["Walker2d-v5__cg50__trpo"]
+    assert "| 2 | 4500 ± 500 | s0: 4000, s1: 5000 |" in vf20
+    assert "max_kl_final=0.002" in vf20  # always-shown keys
+    # vf_epochs=20 and cg_iters=25 are the preset's common values: not a change, not shown
+    assert "vf_epochs" not in vf20 and "cg_iters" not in vf20 and "hidden_sizes" not in vf20
+    assert "cg_iters=50" in cg50 and "hidden_sizes=[32, 32]" in cg50 and "vf_epochs" not in cg50
+
+
+def test_a_critic_epoch_change_is_shown(tmp_path):
+    _run(tmp_path, "Walker2d-v5__vfep5__trpo", 0, 5100.0)  # the Walker2d preset: 5 epochs
+    (row,) = [line for line in bench_report._ablations(tmp_path) if line.startswith("| W")]
+    assert "vf_epochs=5" in row
