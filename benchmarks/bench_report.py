@@ -33,7 +33,7 @@ def collect(runs: Path) -> dict[tuple[str, str], list[dict]]:
         s["seed"] = int(run.name[1:])
         s["run"] = run
         out.setdefault((env, algo), []).append(s)
-    return out
+    return {key: sorted(rows, key=lambda r: r["seed"]) for key, rows in out.items()}  # s2 before s10
 
 
 def _wall_time(run: Path, fallback: float) -> float:
@@ -139,6 +139,7 @@ def _ablations(root: Path) -> list[str]:
         name, seed = run.name.rsplit("__s", 1)
         config = json.loads((run / "config.json").read_text())
         groups.setdefault(name, []).append((int(seed), json.loads(summary.read_text()), config))
+    groups = {name: sorted(rows, key=lambda row: row[0]) for name, rows in groups.items()}
     if not groups:
         return []
     lines = ["### Ablations (`bench-runs/ablations/`)", "",

@@ -41,3 +41,16 @@ def test_a_critic_epoch_change_is_shown(tmp_path):
     _run(tmp_path, "Walker2d-v5__vfep5__trpo", 0, 5100.0)  # the Walker2d preset: 5 epochs
     (row,) = [line for line in bench_report._ablations(tmp_path) if line.startswith("| W")]
     assert "vf_epochs=5" in row
+
+
+def test_seeds_are_listed_in_numeric_order(tmp_path):
+    _run(tmp_path, "Swimmer-v5__x__trpo", 10, 362.0)
+    _run(tmp_path, "Swimmer-v5__x__trpo", 2, 361.0)
+    (row,) = [line for line in bench_report._ablations(tmp_path) if line.startswith("| S")]
+    assert "| s2: 361, s10: 362 |" in row
+    for seed, ret in ((10, 362.0), (2, 361.0)):
+        run = tmp_path / "mujoco" / "Swimmer-v5" / "trpo" / f"s{seed}"
+        run.mkdir(parents=True)
+        (run / "summary.json").write_text(json.dumps({"eval_mean": ret, "train_seconds": 1.0}))
+    rows = bench_report.collect(tmp_path / "mujoco")[("Swimmer-v5", "trpo")]
+    assert [r["seed"] for r in rows] == [2, 10]
