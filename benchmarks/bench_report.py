@@ -118,17 +118,14 @@ ABLATION_KEYS = ("num_envs", "steps_per_env", "gamma", "gae_lambda", "log_std_in
                  "max_kl_final", "fvp_stride", "vf_hidden_sizes", "env_kwargs")  # fmt: skip
 # Shown only where the run differs from the mujoco preset's common settings.
 ABLATION_KEYS_IF_CHANGED = ("hidden_sizes", "cg_iters", "damping", "vf_epochs", "vf_lr")
-_DEFAULTS = {**asdict(TrainConfig()), **PRESETS["mujoco"]["common"]}
+# As config.json stores them (tuples become lists).
+_DEFAULTS = json.loads(json.dumps({**asdict(TrainConfig()), **PRESETS["mujoco"]["common"]}, default=str))
 
 
 def _settings(config: dict) -> str:
     shown = [k for k in ABLATION_KEYS if k in config and config[k] not in (None, "{}")]
-    shown += [k for k in ABLATION_KEYS_IF_CHANGED if k in config and config[k] != _as_json(_DEFAULTS[k])]
+    shown += [k for k in ABLATION_KEYS_IF_CHANGED if k in config and config[k] != _DEFAULTS[k]]
     return ", ".join(f"{k}={config[k]}" for k in shown)
-
-
-def _as_json(value: object) -> object:
-    return json.loads(json.dumps(value))
 
 
 def _ablations(root: Path) -> list[str]:
