@@ -3,6 +3,7 @@
     python benchmarks/phases.py --env Hopper-v5 --steps 20480
     python benchmarks/phases.py --env Hopper-v5 --critic thread      # or: sequential
     python benchmarks/phases.py --env Hopper-v5 --fvp-stride 2
+    python benchmarks/phases.py --env Hopper-v5 --cg-iters 10
 
 Trains TRPO with the MuJoCo preset (after a 4,096-step warm-up), timing the phases by wrapping
 them, then steps the same vector env with random actions (the raw limit of
@@ -41,12 +42,15 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20480)
     p.add_argument("--critic", choices=["process", "thread", "sequential"], default="process")
     p.add_argument("--fvp-stride", type=int, default=1)
+    p.add_argument("--cg-iters", type=int, default=None, help="default: the preset's")
     p.add_argument("--update-threads", type=int, default=1, help="0: min(2, usable cores)")
     args = p.parse_args()
     over = preset_overrides("mujoco", args.env)
     over.update(critic_overlap=args.critic != "sequential", critic_process=args.critic == "process",
                 fvp_stride=args.fvp_stride, update_threads=args.update_threads,
                 progress=False)  # fmt: skip
+    if args.cg_iters is not None:
+        over["cg_iters"] = args.cg_iters
     totals: dict[str, float] = {}
     _timed(rollout.Collector, "collect", "collection", totals)
     _timed(fast_actor.NumpyActor, "sample", "  action sampling", totals)
@@ -73,6 +77,7 @@ def main() -> None:
     us = 1e6 / args.steps
     rates = f"{args.steps / total:.0f} steps/s, raw {args.steps / raw_s:.0f} steps/s"
     print(f"{args.env}, {n} envs, critic {args.critic}, fvp_stride {args.fvp_stride}, "
+          f"cg_iters {agent.config.cg_iters}, "
           f"update threads {agent.trainer.update_threads}: {rates}, "
           f"ratio {raw_s / total:.2f}")  # fmt: skip
     print("| phase | µs per env step | share |\n|---|---|---|")

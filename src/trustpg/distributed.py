@@ -119,7 +119,7 @@ class WorkerResult:
 
     batch: Batch  # rewards are raw (unscaled)
     obs_moments: Moments | None  # raw observations of the rollout
-    ret_moments: list[Moments] | None  # per step, discounted returns (reward normalisation)
+    disc_returns: np.ndarray | None  # [T, envs] discounted returns (reward normalisation)
     rng_state: Tensor  # the action generator after the rollout
     seconds: float  # time spent collecting inside the worker
 
@@ -151,18 +151,17 @@ class RolloutWorker:
         self.collector.obs_norm.rms = stats  # type: ignore[assignment]
         batch = self.collector.collect(self.actor, self.critic, steps)
         obs_m = combine_all(stats.recorded) if stats.recorded else None
-        ret_m = self._return_moments(batch) if self.normalize_reward else None
+        ret_m = self._discounted_returns(batch) if self.normalize_reward else None
         rng = self.collector.generator.get_state()
         return WorkerResult(batch, obs_m, ret_m, rng, time.perf_counter() - t0)
 
-    def _return_moments(self, batch: Batch) -> list[Moments]:
+    def _discounted_returns(self, batch: Batch) -> np.ndarray:
         # The recursion of Collector._scale_rewards, on this worker's envs.
         rew = batch.rewards.numpy()
         done = (batch.terminated | batch.truncated).numpy()
-        out = []
+        out = np.empty(rew.shape, np.float64)
         for t in range(rew.shape[0]):
-            self._disc_ret = self._disc_ret * self.gamma + rew[t]
-            out.append(Moments.of(self._disc_ret, ()))
+            out[t] = self._disc_ret = self._disc_ret * self.gamma + rew[t]
             self._disc_ret[done[t]] = 0.0
         return out
 
@@ -184,11 +183,9 @@ def merge(results: list[WorkerResult], obs_rms: RunningMeanStd, ret_rms: Running
     bs = [r.batch for r in results]
     rewards = torch.cat([b.rewards for b in bs], 1)
     if ret_rms is not None:
-        per_worker = [r.ret_moments for r in results]
+        per_worker = [r.disc_returns for r in results]
         assert all(p is not None for p in per_worker)
-        for t in range(rewards.shape[0]):
-            m = combine_all([p[t] for p in per_worker])  # type: ignore[index]
-            ret_rms.update_from_moments(m.count, m.mean, m.var)
+        ret_rms.update(np.concatenate(per_worker, 1))  # as Collector._scale_rewards: all at once
         scaled = rewards.numpy() / np.sqrt(ret_rms.var + NORM_EPS)
         rewards = torch.from_numpy(scaled.astype(np.float32))
     return Batch(

@@ -38,6 +38,7 @@ class NumpyActor:
                 self.layers.append(layer)
         if self.kind == "gaussian":
             self.std = np.exp(actor.log_std.detach().numpy())
+        self._buffers: dict[tuple[tuple[int, ...], str], tuple[torch.Tensor, np.ndarray]] = {}
 
     @staticmethod
     def supports(actor: nn.Module) -> bool:
@@ -57,11 +58,12 @@ class NumpyActor:
         h = obs
         for layer in self.layers:
             if isinstance(layer, tuple):
-                h = h @ layer[0] + layer[1]
+                h = np.matmul(h, layer[0])  # a new array: the in-place ops below never touch obs
+                h += layer[1]
             elif isinstance(layer, nn.Tanh):
-                h = np.tanh(h)
+                np.tanh(h, out=h)
             elif isinstance(layer, nn.ReLU):
-                h = np.maximum(h, 0)
+                np.maximum(h, 0, out=h)
             else:  # ELU
                 h = np.where(h > 0, h, layer.alpha * np.expm1(np.minimum(h, 0))).astype(np.float32)
         return h
@@ -70,19 +72,35 @@ class NumpyActor:
         """One action per observation, as :meth:`Distribution.sample` of the actor's distribution."""
         out = self.outputs(obs)
         if self.kind == "gaussian":
-            noise = torch.randn(out.shape, generator=generator).numpy()
-            return out + self.std * noise
+            out += self.std * self._draw(out.shape, generator, "normal")
+            return out
         if self.kind == "bernoulli":
-            u = torch.rand(out.shape, generator=generator).numpy()
+            u = self._draw(out.shape, generator, "uniform")
             return (u < 1.0 / (1.0 + np.exp(-out))).astype(np.float32)
         if self.kind == "categorical":
-            return _categorical(out, generator)
+            return _categorical(out, self._draw(out.shape, generator, "exponential"))
         blocks = np.split(out, np.cumsum(self.nvec)[:-1], axis=-1)  # multicategorical
-        return np.stack([_categorical(z, generator) for z in blocks], -1)
+        return np.stack([_categorical(z, self._draw(z.shape, generator, "exponential")) for z in blocks], -1)
+
+    def _draw(self, shape: tuple[int, ...], generator: torch.Generator, kind: str) -> np.ndarray:
+        """Standard normal, uniform [0, 1) or Exp(1) draws from ``generator`` into a reused buffer
+        (the same numbers as ``torch.randn``/``torch.rand``/``exponential_`` on a new tensor; the
+        NumPy view is valid until the next draw of that shape and kind)."""
+        key = (shape, kind)
+        if key not in self._buffers:
+            t = torch.empty(shape)
+            self._buffers[key] = (t, t.numpy())
+        t, view = self._buffers[key]
+        if kind == "normal":
+            t.normal_(generator=generator)
+        elif kind == "uniform":
+            t.uniform_(generator=generator)
+        else:
+            t.exponential_(1.0, generator=generator)
+        return view
 
 
-def _categorical(logits: np.ndarray, generator: torch.Generator) -> np.ndarray:
-    """argmax_k p_k / E_k with E_k ~ Exp(1): a draw from p (the exponential race), which is how
-    ``torch.multinomial(p, 1)`` samples, with the same draws from ``generator``."""
-    e = torch.empty(logits.shape).exponential_(1.0, generator=generator).numpy()
+def _categorical(logits: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """argmax_k p_k / E_k with E_k ~ Exp(1) draws ``e``: a draw from p (the exponential race),
+    which is how ``torch.multinomial(p, 1)`` samples, with the same draws from its generator."""
     return np.argmax(np.exp(logits - logits.max(-1, keepdims=True)) / e, axis=-1).astype(np.int64)

@@ -76,12 +76,21 @@ class ObsNormalizer:
     rms: RunningMeanStd
     clip: float
     enabled: bool = True
+    _std: np.ndarray = field(init=False, repr=False, default=None)  # type: ignore[assignment]
+    _std_of: np.ndarray | None = field(init=False, repr=False, default=None)
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         if not self.enabled:
             return np.asarray(obs, np.float32)
-        z = (obs - self.rms.mean) / np.sqrt(self.rms.var + NORM_EPS)
-        return np.clip(z, -self.clip, self.clip).astype(np.float32)
+        z = (obs - self.rms.mean) / self.std()
+        return np.clip(z, -self.clip, self.clip, out=z).astype(np.float32)
+
+    def std(self) -> np.ndarray:
+        """sqrt(var + eps), computed once per state of the statistics (called on every step)."""
+        var = self.rms.var
+        if self._std_of is not var:  # the statistics replace their arrays when they change
+            self._std, self._std_of = np.sqrt(var + NORM_EPS), var
+        return self._std
 
 
 def make_vec_env(
@@ -148,6 +157,8 @@ class Collector:
 
     def _check(self, obs: np.ndarray, rew: np.ndarray | None, t: int, envs: np.ndarray | None = None) -> None:
         """EnvFault if any row of ``obs`` (or ``rew``) is not finite; row k is env ``envs[k]`` (or k)."""
+        if np.isfinite(obs).all() and (rew is None or np.isfinite(rew).all()):
+            return  # the common case, checked with two calls per step
         bad = ~np.isfinite(obs).reshape(obs.shape[0], -1).all(1)
         if rew is not None:
             bad |= ~np.isfinite(rew)
@@ -249,12 +260,15 @@ class Collector:
         )  # fmt: skip
 
     def _scale_rewards(self, rew: np.ndarray, done: np.ndarray) -> np.ndarray:
+        """Rewards divided by the running std of the discounted return; the statistics take in
+        the batch's returns at once (the same moments as step by step, up to rounding)."""
         if self.ret_rms is None:
             return rew
+        returns = np.empty(rew.shape, np.float64)
         for t in range(rew.shape[0]):
-            self._disc_ret = self._disc_ret * self.gamma + rew[t]
-            self.ret_rms.update(self._disc_ret)
+            returns[t] = self._disc_ret = self._disc_ret * self.gamma + rew[t]
             self._disc_ret[done[t]] = 0.0
+        self.ret_rms.update(returns)
         return (rew / np.sqrt(self.ret_rms.var + NORM_EPS)).astype(np.float32)
 
     def state_dict(self) -> dict | None:

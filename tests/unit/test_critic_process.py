@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 import os
 import signal
+import sys
+import threading
 
 import numpy as np
 import pytest
@@ -247,3 +249,34 @@ def test_worker_peak_memory_is_its_own_not_the_forked_parents() -> None:
     fitter.close()
     # NumPy and the job only: tens of MB, not the parent's ~300 MB image it had before exec.
     assert 5 < fitter.worker_peak_rss_mb < 120
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="F_GETPIPE_SZ is Linux-only")
+def test_job_fits_in_the_pipe_so_submit_does_not_wait_for_the_child() -> None:
+    """A Hopper-sized job (2,048 states, 20 epochs) fits in the widened pipe whole: submit returns
+    while the child is stopped, i.e. before anything is read. With the default 64 KiB pipe the
+    write would block on the stopped child."""
+    import fcntl
+
+    critic = Critic(11)
+    gen = torch.Generator().manual_seed(0)
+    perms = [torch.randperm(2048, generator=gen) for _ in range(20)]
+    job = make_job(critic, Adam(critic.parameters()), torch.randn(2048, 11), torch.randn(2048), perms, 128)
+    assert job["perms"].dtype == np.int32
+    proc = CriticProcess()
+    proc.start()
+    assert proc._proc is not None and proc._proc.stdin is not None
+    assert fcntl.fcntl(proc._proc.stdin.fileno(), getattr(fcntl, "F_GETPIPE_SZ", 1032)) >= 1 << 20
+    assert proc.pid is not None
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        done = threading.Event()
+        writer = threading.Thread(target=lambda: (proc.submit(job), done.set()), daemon=True)
+        writer.start()
+        assert done.wait(5.0), "submit blocked on a stopped child"
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    reply = proc.result()
+    proc.close()
+    want = cw.fit({**job, "perms": job["perms"].astype(np.int64)})
+    np.testing.assert_array_equal(reply["params"], want["params"])

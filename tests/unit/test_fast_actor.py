@@ -35,14 +35,20 @@ def test_outputs_match_the_torch_actor(kind, dim, nvec, activation):
 def test_samples_use_the_same_random_numbers_as_torch(kind, dim, nvec):
     """Same generator state → the same actions as Distribution.sample (continuous ones up to float
     rounding of the network's output), and the generator advances by the same draws."""
-    obs = torch.randn(64, 4)
     actor = _actor(kind, dim, nvec)
+    fast = NumpyActor(actor)
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        ref = actor(obs).sample(g1).numpy()
-    ours = NumpyActor(actor).sample(obs.numpy(), g2)
-    assert ours.dtype == ref.dtype
-    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
+    refs, ours = [], []
+    for _ in range(3):  # consecutive draws reuse NumpyActor's random buffers
+        obs = torch.randn(64, 4)
+        obs_np = obs.numpy().copy()
+        with torch.no_grad():
+            refs.append(actor(obs).sample(g1).numpy())
+        ours.append(fast.sample(obs_np, g2))
+        np.testing.assert_array_equal(obs_np, obs.numpy())  # the input is left as it was
+    for a, ref in zip(ours, refs):  # earlier actions are not overwritten by later draws
+        assert a.dtype == ref.dtype
+        np.testing.assert_allclose(a, ref, rtol=1e-5, atol=1e-5)
     assert torch.equal(g1.get_state(), g2.get_state())
 
 
