@@ -12,7 +12,7 @@ import numpy as np
 from trustpg.config import TrainConfig
 from trustpg.logger import read_metrics
 from trustpg.plotting import plot_runs
-from trustpg.presets import PRESETS
+from trustpg.presets import PRESETS, preset_overrides
 
 CMD = "python benchmarks/mujoco_bench.py"
 
@@ -116,15 +116,23 @@ def _stack(rows: list[dict]) -> str:
 
 ABLATION_KEYS = ("num_envs", "steps_per_env", "gamma", "gae_lambda", "log_std_init", "max_kl",
                  "max_kl_final", "fvp_stride", "vf_hidden_sizes", "env_kwargs")  # fmt: skip
-# Shown only where the run differs from the mujoco preset's common settings.
+# Shown only where the run differs from the mujoco preset's common settings or its env's preset.
 ABLATION_KEYS_IF_CHANGED = ("hidden_sizes", "cg_iters", "damping", "vf_epochs", "vf_lr")
-# As config.json stores them (tuples become lists).
-_DEFAULTS = json.loads(json.dumps({**asdict(TrainConfig()), **PRESETS["mujoco"]["common"]}, default=str))
 
 
-def _settings(config: dict) -> str:
+def _as_stored(overrides: dict) -> dict:
+    """TrainConfig's defaults with ``overrides``, as config.json stores them (tuples as lists)."""
+    return json.loads(json.dumps({**asdict(TrainConfig()), **overrides}, default=str))
+
+
+_DEFAULTS = _as_stored(PRESETS["mujoco"]["common"])
+
+
+def _settings(config: dict, env: str) -> str:
+    env_preset = _as_stored(preset_overrides("mujoco", env))
     shown = [k for k in ABLATION_KEYS if k in config and config[k] not in (None, "{}")]
-    shown += [k for k in ABLATION_KEYS_IF_CHANGED if k in config and config[k] != _DEFAULTS[k]]
+    changed = [k for k in ABLATION_KEYS_IF_CHANGED if k in config]
+    shown += [k for k in changed if config[k] != _DEFAULTS[k] or config[k] != env_preset[k]]
     return ", ".join(f"{k}={config[k]}" for k in shown)
 
 
@@ -149,7 +157,7 @@ def _ablations(root: Path) -> list[str]:
     for name, rows in groups.items():
         rets = [r["eval_mean"] for _, r, _ in rows]
         config = rows[0][2]
-        settings = _settings(config)
+        settings = _settings(config, name.split("__")[0])
         per_seed = ", ".join(f"s{seed}: {r['eval_mean']:.0f}" for seed, r, _ in rows)
         lines.append(f"| {name} | {config['algo']} | {len(rows)} | {np.mean(rets):.0f} ± {np.std(rets):.0f} "
                      f"| {per_seed} | {settings} | {_stack([r for _, r, _ in rows])} |")  # fmt: skip

@@ -51,6 +51,9 @@ class CGResult:
     #: Why CG stopped: "converged", "max_iters", or "breakdown" (pᵀAp ≤ 0 or not finite:
     #: A is not positive definite along the search direction).
     status: str
+    #: A x, accumulated from the products CG computed (x = Σ αᵢ pᵢ, so A x = Σ αᵢ A pᵢ): the
+    #: step size needs xᵀAx, and this saves one more product. None where no x was formed.
+    Ax: Tensor | None = None
 
 
 def conjugate_gradient(
@@ -75,6 +78,7 @@ def conjugate_gradient(
     if not torch.isfinite(b).all():
         return CGResult(torch.zeros_like(b), float("nan"), 0, "breakdown")
     x = torch.zeros_like(b)
+    ax = torch.zeros_like(b)
     r = b.clone()
     p = b.clone()
     rr = torch.dot(r, r)
@@ -91,6 +95,7 @@ def conjugate_gradient(
             break
         alpha = rr / pAp
         x = x + alpha * p
+        ax = ax + alpha * Ap
         r = r - alpha * Ap
         rr_new = torch.dot(r, r)
         p = r + (rr_new / rr) * p
@@ -99,7 +104,7 @@ def conjugate_gradient(
     else:
         if rr <= tol:
             status = "converged"
-    return CGResult(x, float(rr.sqrt()), done, status)
+    return CGResult(x, float(rr.sqrt()), done, status, ax)
 
 
 def angle_degrees(u: Tensor, v: Tensor) -> float:

@@ -154,7 +154,7 @@ def _natural_step(
     cg, fvp = direction.solve(policy, batch, s.g)
     if cg.status == "breakdown" or not torch.isfinite(cg.x).all():
         return cg, s.g, math.nan, "conjugate gradient breakdown (F not positive definite)"
-    Fx = fvp(cg.x)
+    Fx = fvp(cg.x) if cg.Ax is None else cg.Ax
     return cg, Fx, angle_degrees(cg.x, s.g), ""
 
 

@@ -32,9 +32,21 @@ def test_ablation_rows_show_changed_critic_and_cg_settings_only(tmp_path):
     vf20, cg50 = rows["Walker2d-v5__vf20__trpo"], rows["Walker2d-v5__cg50__trpo"]
     assert "| 2 | 4500 ± 500 | s0: 4000, s1: 5000 |" in vf20
     assert "max_kl_final=0.002" in vf20  # always-shown keys
-    # vf_epochs=20 and cg_iters=25 are the preset's common values: not a change, not shown
-    assert "vf_epochs" not in vf20 and "cg_iters" not in vf20 and "hidden_sizes" not in vf20
-    assert "cg_iters=50" in cg50 and "hidden_sizes=[32, 32]" in cg50 and "vf_epochs" not in cg50
+    # cg_iters=25 is the common and the Walker2d value: not shown; vf_epochs=20 is the common
+    # value but not Walker2d's (5): shown
+    assert "vf_epochs=20" in vf20 and "cg_iters" not in vf20 and "hidden_sizes" not in vf20
+    assert "cg_iters=50" in cg50 and "hidden_sizes=[32, 32]" in cg50 and "vf_epochs=20" in cg50
+
+
+def test_a_setting_that_is_common_but_not_the_envs_preset_is_shown(tmp_path):
+    """Hopper-v5's preset uses 10 CG iterations; a run with the common 25 shows cg_iters=25."""
+    config = asdict(TrainConfig(**{**preset_overrides("mujoco", "Hopper-v5"), "cg_iters": 25}))
+    run = tmp_path / "Hopper-v5__cg25__trpo__s0"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"algo": "trpo", **config}, default=str))
+    (run / "summary.json").write_text(json.dumps({"eval_mean": 3500.0, "software": {}}))
+    (row,) = [line for line in bench_report._ablations(tmp_path) if line.startswith("| H")]
+    assert "cg_iters=25" in row
 
 
 def test_a_critic_epoch_change_is_shown(tmp_path):

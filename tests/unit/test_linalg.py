@@ -282,3 +282,25 @@ def test_angle_degrees_is_symmetric_and_scale_invariant():
     cos = float(u @ v / (u.norm() * v.norm()))
     assert a == pytest.approx(math.degrees(math.acos(cos)), abs=1e-9)
     assert np.isfinite(a)
+
+
+@pytest.mark.parametrize(("n", "iters"), [(1, 1), (5, 2), (20, 3), (50, 10), (50, 60)])
+def test_cg_returns_a_times_x_without_another_product(n, iters):
+    """CGResult.Ax (accumulated from CG's own products) equals A @ x, converged or not, and CG
+    calls the product once per iteration only."""
+    A, b = _spd(n, seed=n), _vec(n, seed=7 + n)
+    calls = []
+    res = conjugate_gradient(lambda v: calls.append(1) or A @ v, b, iters=iters, tol=1e-24)
+    assert len(calls) == res.iterations
+    torch.testing.assert_close(res.Ax, A @ res.x, rtol=1e-9, atol=1e-11)
+    # float32, as in training: the accumulated product stays as close as a direct one
+    A32, b32 = A.float(), b.float()
+    res = conjugate_gradient(lambda v: A32 @ v, b32, iters=iters)
+    torch.testing.assert_close(res.Ax, A32 @ res.x, rtol=1e-4, atol=1e-4)
+
+
+def test_cg_a_times_x_at_breakdown_is_that_of_the_last_good_iterate():
+    A = torch.diag(torch.tensor([1.0, -1.0], dtype=DT))
+    res = conjugate_gradient(lambda v: A @ v, torch.tensor([2.0, 1.0], dtype=DT), iters=10)
+    assert res.status == "breakdown"
+    torch.testing.assert_close(res.Ax, A @ res.x)
