@@ -4,6 +4,7 @@
     python benchmarks/phases.py --env Hopper-v5 --critic thread      # or: sequential
     python benchmarks/phases.py --env Hopper-v5 --fvp-stride 2
     python benchmarks/phases.py --env Hopper-v5 --cg-iters 10
+    python benchmarks/phases.py --env Hopper-v5 --label after   # also appends to results/phases.json
 
 Trains TRPO with the MuJoCo preset (after a 4,096-step warm-up), timing the phases by wrapping
 them, then steps the same vector env with random actions (the raw limit of
@@ -14,10 +15,14 @@ phases nest: collection contains env stepping, action sampling and the wait for 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import trustpg
 from trustpg import TRPO, fast_actor, rollout, steps, value
 from trustpg.presets import preset_overrides
 from trustpg.rollout import make_vec_env
@@ -44,6 +49,7 @@ def main() -> None:
     p.add_argument("--fvp-stride", type=int, default=1)
     p.add_argument("--cg-iters", type=int, default=None, help="default: the preset's")
     p.add_argument("--update-threads", type=int, default=1, help="0: min(2, usable cores)")
+    p.add_argument("--label", default=None, help="append the result to results/phases.json under it")
     args = p.parse_args()
     over = preset_overrides("mujoco", args.env)
     over.update(critic_overlap=args.critic != "sequential", critic_process=args.critic == "process",
@@ -86,6 +92,15 @@ def main() -> None:
                 "policy update"):  # fmt: skip
         print(f"| {key} | {totals.get(key, 0.0) * us:.1f} | {totals.get(key, 0.0) / total:.0%} |")
     print(f"| raw random-action stepping | {raw_s * us:.1f} | |")
+    if args.label is not None:
+        record = {"label": args.label, "command": "python benchmarks/phases.py " + " ".join(sys.argv[1:]),
+                  "trustpg": str(Path(trustpg.__file__).parent), "env": args.env,
+                  "cg_iters": agent.config.cg_iters,
+                  "us_per_env_step": {k.strip(): v * us for k, v in totals.items()},
+                  "total_us": total * us, "raw_us": raw_s * us, "ratio": raw_s / total}  # fmt: skip
+        out = Path(__file__).resolve().parent / "results" / "phases.json"
+        records = json.loads(out.read_text()) if out.exists() else []
+        out.write_text(json.dumps([*records, record], indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -85,6 +85,21 @@ def test_gae_matches_naive_loop(gamma, lam):
     torch.testing.assert_close(ret, expected + v, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, DT])
+def test_gae_with_gradients_gives_the_same_numbers_and_lets_them_flow(dtype):
+    """Inputs that require grad take the PyTorch recursion; others the NumPy one (the training
+    path). Both give the same bits, and the PyTorch one is differentiable."""
+    r, v, nv, term, trunc = (x.to(dtype) if x.is_floating_point() else x for x in _random_rollout(40, 5, 3))
+    adv, ret = gae(r, v, nv, term, trunc, gamma=0.99, lam=0.95)
+    v_grad = v.clone().requires_grad_(True)
+    adv_g, ret_g = gae(r, v_grad, nv, term, trunc, gamma=0.99, lam=0.95)
+    assert adv.dtype == dtype and not adv.requires_grad and adv_g.requires_grad
+    assert torch.equal(adv_g.detach(), adv) and torch.equal(ret_g.detach(), ret)
+    adv_g.sum().backward()
+    assert v_grad.grad is not None and torch.isfinite(v_grad.grad).all()
+    assert (v_grad.grad <= 0).all()  # a larger V(s_t) only lowers advantages
+
+
 def test_gae_accepts_float_flags():
     r, v, nv, term, trunc = _random_rollout(T=10, N=3, seed=1)
     a1, _ = gae(r, v, nv, term, trunc, gamma=0.9, lam=0.8)
