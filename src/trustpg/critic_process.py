@@ -123,7 +123,7 @@ class CriticProcess:
 def _widen_pipe(stream: Any) -> None:
     """Make the pipe to the child hold a whole job (Linux; 1 MiB, the unprivileged maximum), so
     :meth:`CriticProcess.submit` returns at once instead of waiting for the child to drain the
-    default 64 KiB in pieces (~2-3 ms per Hopper-sized job, docs/performance.md)."""
+    default 64 KiB in pieces (2-3 ms for a job of 1,024 states and 20 epochs, docs/performance.md)."""
     setpipe_sz = getattr(fcntl, "F_SETPIPE_SZ", 1031) if fcntl is not None else None
     if stream is None or setpipe_sz is None or not sys.platform.startswith("linux"):
         return
