@@ -131,8 +131,8 @@ _DEFAULTS = _as_stored(PRESETS["mujoco"]["common"])
 def _settings(config: dict, env: str) -> str:
     env_preset = _as_stored(preset_overrides("mujoco", env))
     shown = [k for k in ABLATION_KEYS if k in config and config[k] not in (None, "{}")]
-    changed = [k for k in ABLATION_KEYS_IF_CHANGED if k in config]
-    shown += [k for k in changed if config[k] != _DEFAULTS[k] or config[k] != env_preset[k]]
+    present = [k for k in ABLATION_KEYS_IF_CHANGED if k in config]
+    shown += [k for k in present if config[k] != _DEFAULTS[k] or config[k] != env_preset[k]]
     return ", ".join(f"{k}={config[k]}" for k in shown)
 
 
