@@ -34,25 +34,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from phases import _timed  # type: ignore[import-not-found]  # benchmarks/phases.py, same directory
+from throughput import _raw  # type: ignore[import-not-found]
 
 from trustpg import TRPO, fast_actor, mlp_fisher, steps
 from trustpg.presets import PRESETS, preset_overrides
-from trustpg.rollout import make_vec_env
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _raw_us(env_id: str, num_envs: int, vec_steps: int, env_kwargs: dict) -> float:
-    env = make_vec_env(env_id, num_envs, env_kwargs=env_kwargs)
-    env.reset(seed=0)
-    env.action_space.seed(0)
-    actions = [env.action_space.sample() for _ in range(256)]
-    t = time.perf_counter()
-    for i in range(vec_steps):
-        env.step(actions[i % 256])
-    dt = time.perf_counter() - t
-    env.close()
-    return dt * 1e6 / (vec_steps * num_envs)
 
 
 def _actor_us(actor: fast_actor.NumpyActor, obs: np.ndarray, gen: torch.Generator,
@@ -116,7 +103,7 @@ def main() -> None:
     rows: dict[str, list[float]] = {"raw": [], "forward": [], "sampling": [], "update": [], "fvp": []}
     train_steps = args.updates * c.batch_size
     for _ in range(args.repeats):
-        rows["raw"].append(_raw_us(args.env, n, args.vec_steps, c.env_kwargs_dict()))
+        rows["raw"].append(1e6 / _raw(args.env, n, args.vec_steps * n, "sync", c.env_kwargs_dict()))
         fwd, smp = _actor_us(actor, obs, gen, args.vec_steps)
         rows["forward"].append(fwd)
         rows["sampling"].append(smp)

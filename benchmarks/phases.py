@@ -22,10 +22,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from throughput import _raw  # type: ignore[import-not-found]  # benchmarks/throughput.py
+
 import trustpg
 from trustpg import TRPO, fast_actor, rollout, steps, value
 from trustpg.presets import preset_overrides
-from trustpg.rollout import make_vec_env
 
 
 def _timed(owner: Any, name: str, key: str, totals: dict[str, float]) -> None:
@@ -72,14 +73,7 @@ def main() -> None:
     total = time.perf_counter() - t
     agent.close()
     n = over["num_envs"]
-    raw = make_vec_env(args.env, n, env_kwargs=agent.config.env_kwargs_dict())
-    raw.reset(seed=0)
-    raw.action_space.seed(0)
-    actions = [raw.action_space.sample() for _ in range(256)]
-    t = time.perf_counter()
-    for i in range(args.steps // n):
-        raw.step(actions[i % 256])
-    raw_s = time.perf_counter() - t
+    raw_s = args.steps / _raw(args.env, n, args.steps, "sync", agent.config.env_kwargs_dict())
     us = 1e6 / args.steps
     rates = f"{args.steps / total:.0f} steps/s, raw {args.steps / raw_s:.0f} steps/s"
     print(f"{args.env}, {n} envs, critic {args.critic}, fvp_stride {args.fvp_stride}, "

@@ -42,10 +42,12 @@ def _has_envpool() -> bool:
     return importlib.util.find_spec("envpool") is not None
 
 
-def _raw(env_id: str, num_envs: int, steps: int, vectorization: str) -> float:
+def _raw(env_id: str, num_envs: int, steps: int, vectorization: str, env_kwargs: dict | None = None) -> float:
+    """Steps/s of random-action stepping of trustpg's vector env: the simulator's limit (also used by
+    benchmarks/phases.py and benchmarks/budget.py)."""
     from trustpg.rollout import make_vec_env
 
-    env = make_vec_env(env_id, num_envs, vectorization)
+    env = make_vec_env(env_id, num_envs, vectorization, env_kwargs=env_kwargs)
     env.reset(seed=0)
     env.action_space.seed(0)
     actions = [env.action_space.sample() for _ in range(64)]
