@@ -3,14 +3,21 @@
 The JSON (config, counters, format version) is stored in the safetensors metadata under
 ``"trustpg"``, so a checkpoint is a single file that is written atomically: temporary file,
 fsync, rename. A crash at any moment leaves either the old or the new file, never a torn one.
+
+Format 2 (issue 18): ``"trustpg.sha256"`` in the metadata covers the exact header text (every
+meta field) and every tensor, so an edited ``max_kl`` or ``env_steps`` is refused like bit rot.
+Meta fields that can be large (the env state, ``JSON_TENSORS``) are stored as uint8 tensors of
+JSON, outside the header that safetensors caps at 100 MB; :func:`load_checkpoint` returns them in
+the meta as before. Format 1 files (checksum over the tensors only) still load, with a warning.
+Loading refuses non-finite float tensors and meta fields of the wrong type
+(:mod:`trustpg.checkpoint_schema`); reading is guarded by :mod:`trustpg.checkpoint_format`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import logging
 import os
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +26,27 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 from torch import Tensor
 
-FORMAT_VERSION = 1
+from trustpg.checkpoint_format import (
+    CheckpointError,
+    checksum,
+    first_non_finite,
+    from_json_tensor,
+    json_tensor,
+    parse_json,
+    read_checkpoint_file,
+    tensor_digest,
+)
+from trustpg.checkpoint_schema import FieldError, check_meta
+
+__all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint", "tensor_digest"]
+
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 SUFFIX = ".safetensors"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, corrupt, or not a trustpg checkpoint."""
+#: Meta fields stored as a uint8 tensor of JSON (name of the tensor), not in the header.
+JSON_TENSORS = {"collector": "collector.state"}
+_SHA_KEY = "trustpg.sha256"
+log = logging.getLogger("trustpg")
 
 
 def checkpoint_path(path: str | os.PathLike) -> Path:
@@ -38,9 +60,16 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, Tensor], meta: d
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    header = json.dumps({"format_version": FORMAT_VERSION, **meta, "sha256": tensor_digest(contiguous)})
+    meta = dict(meta)
+    for field, name in JSON_TENSORS.items():
+        if meta.get(field) is not None:
+            if name in contiguous:
+                raise ValueError(f"tensor name {name!r} is reserved for the meta field {field!r}")
+            contiguous[name] = json_tensor(meta.pop(field))
+    header = json.dumps({"format_version": FORMAT_VERSION, **meta})
+    metadata = {"trustpg": header, _SHA_KEY: checksum(header, contiguous)}
     try:
-        save_file(contiguous, str(tmp), metadata={"trustpg": header})
+        save_file(contiguous, str(tmp), metadata=metadata)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)
@@ -55,74 +84,86 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, Tensor], meta: d
     return target
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Read a checkpoint written by :func:`save_checkpoint`; never executes anything from the file."""
+def load_checkpoint(
+    path: str | os.PathLike, *, allow_non_finite: bool = False
+) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Read a checkpoint written by :func:`save_checkpoint`; never executes anything from the file.
+
+    Any problem is one :class:`CheckpointError` naming the file. ``allow_non_finite`` accepts
+    float tensors holding NaN/inf (refused by default: no trained agent holds them).
+    """
     p = Path(path)
     if not p.exists():
         p = checkpoint_path(path)
     if not p.is_file():
         raise CheckpointError(f"no checkpoint at {path} (expected a {SUFFIX} file)")
-    raw = p.read_bytes()  # one read: header and tensors come from the same version of the file
-    if not _is_safetensors(raw) and (raw[:1] == b"\x80" or raw[:2] == b"PK"):
-        raise CheckpointError(
-            f"{p} looks like a pickle/zip file (e.g. torch.save); trustpg never unpickles. "
-            "Load only checkpoints written by trustpg."
-        )
-    metadata = _safetensors_metadata(p, raw)
-    if "trustpg" not in metadata:
+    raw, header = read_checkpoint_file(p)
+    metadata = header.get("__metadata__")
+    text = metadata.get("trustpg") if isinstance(metadata, dict) else None
+    if not isinstance(text, str):
         raise CheckpointError(f"{p} is a safetensors file but not a trustpg checkpoint")
     try:
-        meta = json.loads(metadata["trustpg"])
-    except json.JSONDecodeError as e:
+        meta = parse_json(text)
+    except ValueError as e:
         raise CheckpointError(f"{p} has a corrupt header: {e}") from None
-    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
-        version = meta.get("format_version") if isinstance(meta, dict) else None
-        raise CheckpointError(f"{p} has checkpoint format {version}, this trustpg reads {FORMAT_VERSION}")
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if version not in READABLE_VERSIONS or not isinstance(meta, dict):
+        raise CheckpointError(
+            f"{p} has checkpoint format {version!r}; this trustpg reads formats "
+            f"{', '.join(map(str, READABLE_VERSIONS))} (a newer trustpg may read it)"
+        )
     try:
         tensors = load(raw)
     except (SafetensorError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{p} is not a readable checkpoint (truncated or corrupt?): {e}") from None
-    if "sha256" in meta and meta.pop("sha256") != tensor_digest(tensors):
-        raise CheckpointError(f"{p} is corrupt: its tensors do not match the checksum in its header")
+    del raw
+    _verify(p, version, metadata, text, meta, tensors)
+    bad = None if allow_non_finite else first_non_finite(tensors)
+    if bad is not None:
+        raise CheckpointError(
+            f"{p}: tensor {bad} holds NaN/inf; this checkpoint cannot be used ({_others(p)})"
+        )
+    for field, name in JSON_TENSORS.items():
+        if name in tensors:
+            try:
+                meta[field] = from_json_tensor(tensors.pop(name))
+            except ValueError as e:
+                raise CheckpointError(f"{p}: tensor {name} is not JSON ({e})") from None
+    try:
+        check_meta(meta, tensors)
+    except FieldError as e:
+        raise CheckpointError(f"{p}: checkpoint {e}; this checkpoint cannot be used") from None
     return tensors, meta
 
 
-def _is_safetensors(raw: bytes) -> bool:
-    """An 8-byte header length that fits the file, then a JSON object. (Checked before the pickle
-    magic bytes, which a legitimate header length can start with, e.g. 0x80 = 128.)"""
-    if len(raw) < 9:
-        return False
-    (n,) = struct.unpack("<Q", raw[:8])
-    return n <= len(raw) - 8 and raw[8:9] == b"{"
-
-
-def _safetensors_metadata(p: Path, raw: bytes) -> dict[str, str]:
-    """The ``__metadata__`` of a safetensors file: an 8-byte little-endian length, then JSON."""
-    if len(raw) < 8:
-        raise CheckpointError(f"{p} is not a readable checkpoint: {len(raw)} bytes (truncated?)")
-    (n,) = struct.unpack("<Q", raw[:8])
-    if n > len(raw) - 8:
+def _verify(
+    p: Path, version: int, metadata: dict, text: str, meta: dict[str, Any], tensors: dict[str, Tensor]
+) -> None:
+    """Format 2: the checksum over header and tensors. Format 1: over the tensors, with a warning."""
+    if version == 1:
+        log.warning(
+            "%s is a format-1 checkpoint: its checksum covers the tensors but not the header (config, "
+            "counters); loaded as it is (saving it again writes format %d)", p, FORMAT_VERSION,
+        )  # fmt: skip
+        if "sha256" in meta and meta.pop("sha256") != tensor_digest(tensors):
+            raise CheckpointError(f"{p} is corrupt: its tensors do not match the checksum in its header")
+        return
+    if metadata.get(_SHA_KEY) != checksum(text, tensors):
         raise CheckpointError(
-            f"{p} is not a readable checkpoint: header of {n} bytes but the file has {len(raw)} (truncated?)"
+            f"{p} is corrupt or was edited: its header or tensors do not match its checksum; "
+            f"this checkpoint cannot be used ({_others(p)})"
         )
+
+
+def _others(p: Path) -> str:
+    """Where another checkpoint might be: the other checkpoints next to ``p``, if any."""
     try:
-        header = json.loads(raw[8 : 8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{p} is not a readable checkpoint (corrupt header: {e})") from None
-    metadata = header.get("__metadata__") if isinstance(header, dict) else None
-    return metadata if isinstance(metadata, dict) else {}
-
-
-def tensor_digest(tensors: dict[str, Tensor]) -> str:
-    """SHA-256 over names, dtypes, shapes and bytes of ``tensors``: detects bit rot in the data,
-    which safetensors itself does not check."""
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].detach().contiguous().cpu()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        if t.numel():  # an empty tensor has no bytes (and cannot be viewed as bytes)
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+        others = sorted(q.name for q in p.parent.glob("*" + SUFFIX) if q.name != p.name)
+    except OSError:
+        others = []
+    if others:
+        return f"other checkpoints in {p.parent}: {', '.join(others[:5])}"
+    return "no other checkpoint next to it; use an older copy or train again"
 
 
 def prefixed(prefix: str, state: dict[str, Tensor]) -> dict[str, Tensor]:
