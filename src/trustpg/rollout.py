@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from trustpg.checkpoint_format import CheckpointError
 from trustpg.distributions import Distribution
 from trustpg.envs import EnvSource
 from trustpg.envstate import capture_vector_env, decode, encode, failed_env_index, restore_vector_env
@@ -284,11 +285,17 @@ class Collector:
         """Continue from :meth:`state_dict`. Returns None, or why the envs could not be restored
         (they are then freshly reset with ``self.seed``)."""
         self.reset(self.seed)
-        why = restore_vector_env(self.env, state["envs"])
-        if why is None:
-            self._obs = decode(state["obs"])
-            self._disc_ret, self._ep_ret = decode(state["disc_ret"]), decode(state["ep_ret"])
-            self._ep_len = decode(state["ep_len"])
+        try:
+            why = restore_vector_env(self.env, state["envs"])
+            if why is None:
+                self._obs = decode(state["obs"])
+                self._disc_ret, self._ep_ret = decode(state["disc_ret"]), decode(state["ep_ret"])
+                self._ep_len = decode(state["ep_len"])
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:  # a crafted state
+            raise CheckpointError(
+                f"the env state in the checkpoint cannot be restored ({type(e).__name__}: {e}); "
+                "it was edited or written for other envs: resume from another checkpoint"
+            ) from None
         return why
 
     def close(self) -> None:

@@ -206,8 +206,11 @@ class VPG:
         return flat_params(policy) - s.theta
 
     def state_dict(self) -> dict:
-        """Optimizer state (empty for SGD, which has none)."""
-        return {} if self._adam is None else self._adam.state_dict()
+        """Optimizer state (empty for SGD, which has none); state loaded but not used yet (the
+        Adam optimiser is made at the first step) is returned as loaded, so load → save keeps it."""
+        if self._adam is None:
+            return self._pending_state or {}
+        return self._adam.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
         self._pending_state = state or None

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from trustpg.advantages import gae, normalize
 from trustpg.checkpoint import (
+    CheckpointError,
     optimizer_from,
     optimizer_state,
     prefixed,
@@ -26,8 +27,9 @@ from trustpg.config import TrainConfig, usable_cores
 from trustpg.distributed import RayCollector
 from trustpg.envs import EnvSource
 from trustpg.linalg import flat_params, set_flat_params
+from trustpg.memory import check_memory
 from trustpg.optim import Adam
-from trustpg.policies import Critic, make_actor, obs_dim
+from trustpg.policies import Critic, action_kind, make_actor, obs_dim
 from trustpg.rollout import Batch, Collector, RunningMeanStd
 from trustpg.steps import NPG, TRPO, VPG, NaturalDirection, PolicyBatch, StepStats, UpdateRule, kl_budget
 from trustpg.value import CriticFitter
@@ -100,6 +102,7 @@ class Trainer:
         else:
             self.observation_space, self.action_space = spaces
             self.raw_observation_space = self.observation_space
+        _check_memory(c, self.observation_space, self.action_space, actor)
         # Orthogonal init (a QR) differs in the last bits with the thread count: fix both.
         with torch.random.fork_rng(), torch_threads(c.torch_threads):
             torch.manual_seed(c.seed)  # weight init only; the global RNG is left untouched
@@ -258,6 +261,7 @@ class Trainer:
         meta.update(
             config=self.config.to_dict(), updates=self.updates, env_steps=self.env_steps,
             episodes=self.episodes, wall_time=self.wall_time, best_eval=_finite_or_none(self.best_eval),
+            skips_in_row=self.skips_in_row,
         )  # fmt: skip
         # Not collected since loading: keep the loaded env state so a re-save loses nothing.
         col = self.collector
@@ -265,6 +269,16 @@ class Trainer:
         return tensors, meta
 
     def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        """Continue from :meth:`state`'s output (as :func:`trustpg.checkpoint.load_checkpoint`
+        returns it); CheckpointError if tensors or optimiser state do not fit this trainer."""
+        try:
+            self._load_state(tensors, meta)
+        except (KeyError, ValueError, TypeError, IndexError) as e:
+            raise CheckpointError(
+                f"its tensors or optimiser state do not fit ({type(e).__name__}: {e})"
+            ) from None
+
+    def _load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
         self.critic_fit.close()  # a fit still running must not write over the loaded critic
         self.actor.load_state_dict(unprefixed("actor", tensors))
         self.critic.load_state_dict(unprefixed("critic", tensors))
@@ -282,6 +296,7 @@ class Trainer:
         self.env_steps = int(meta["env_steps"])
         self.episodes = int(meta["episodes"])
         self.wall_time = float(meta["wall_time"])
+        self.skips_in_row = int(meta.get("skips_in_row", 0))  # format 1 did not save it
         best = meta.get("best_eval")
         self.best_eval = -math.inf if best is None else float(best)
         self.close()  # envs are remade on the next update, in the saved state
@@ -303,6 +318,17 @@ class Trainer:
         if isinstance(self.action_space, gym.spaces.Box):
             return np.clip(a, self.action_space.low, self.action_space.high)
         return a.astype(self.action_space.dtype)
+
+
+def _check_memory(
+    c: TrainConfig, obs_space: gym.Space, act_space: gym.Space, actor: nn.Module | None
+) -> None:
+    """ValueError naming the fields if the networks and batch of ``c`` cannot fit in memory."""
+    if actor is None:
+        check_memory(c, obs_dim(obs_space), action_kind(act_space)[1])
+    else:
+        n = sum(p.numel() for p in actor.parameters())
+        check_memory(c, obs_dim(obs_space), int(np.prod(act_space.shape or (1,))), actor_params=n)
 
 
 def _finite_or_none(x: float) -> float | None:
