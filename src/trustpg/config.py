@@ -137,6 +137,10 @@ class TrainConfig:
     """Write the 'last' checkpoint every this many updates (and always at the end)."""
     max_consecutive_skips: int = 20
     """Stop with an error after this many updates in a row were skipped for numerical faults."""
+    step_timeout: float = 60.0
+    """Seconds one vector-env step (or reset) may take before the run stops with EnvFault; 0 = no
+    limit. Async envs are timed through their pipes; sync ones by a SIGALRM timer in the main thread
+    (pure-Python code, or C code once it returns to Python; see trustpg.watchdog)."""
     run_dir: Path = Path("runs")
     """Parent directory of run directories."""
     run_name: str | None = None
@@ -275,6 +279,7 @@ def validate(c: TrainConfig) -> None:
     _need(c.vpg_lr > 0, "vpg_lr", c.vpg_lr, "> 0")
     _need(c.damping >= 0, "damping", c.damping, ">= 0")
     _need(c.cg_tol >= 0, "cg_tol", c.cg_tol, ">= 0")
+    _need(c.step_timeout >= 0, "step_timeout", c.step_timeout, ">= 0 seconds (0 = no limit)")
     _need(0 < c.backtrack_ratio < 1, "backtrack_ratio", c.backtrack_ratio, "in (0, 1)")
     _need(c.vf_lr > 0, "vf_lr", c.vf_lr, "> 0")
     _need(c.obs_clip > 0, "obs_clip", c.obs_clip, "> 0")

@@ -136,7 +136,9 @@ class RolloutWorker:
         n = c.num_envs // c.workers
         env = EnvSource(c.env, c.env_kwargs_dict()).make_vec(n, c.vectorization)
         # Rewards stay raw here: the learner scales them with statistics merged over all workers.
-        self.collector = Collector(env, env_seed, c.normalize_obs, c.obs_clip, False, c.gamma)
+        self.collector = Collector(
+            env, env_seed, c.normalize_obs, c.obs_clip, False, c.gamma, step_timeout=c.step_timeout
+        )
         self.collector.generator.set_state(rng_state)
         self.actor, self.critic = actor, critic
         self.gamma = c.gamma

@@ -21,13 +21,18 @@ from trustpg.distributions import Distribution
 from trustpg.envs import EnvSource
 from trustpg.envstate import capture_vector_env, decode, encode, failed_env_index, restore_vector_env
 from trustpg.fast_actor import NumpyActor
+from trustpg.watchdog import StepTimeout, TimedVectorEnv, WorkerExited
 
 #: Variance floor of the running normalisers.
 NORM_EPS = 1e-8
 
 
 class EnvFault(RuntimeError):
-    """An environment returned non-finite values or raised during a step."""
+    """An environment returned non-finite values, raised, took longer than ``step_timeout`` or
+    lost its worker process during a step or reset."""
+
+
+STOPS = "the run stops here and the last checkpoint is unchanged."
 
 
 class RunningMeanStd:
@@ -132,10 +137,14 @@ class Collector:
         obs_rms: RunningMeanStd | None = None,
         ret_rms: RunningMeanStd | None = None,
         generator: torch.Generator | None = None,
+        step_timeout: float = 0.0,
     ) -> None:
         """``obs_rms``, ``ret_rms`` and ``generator`` let an owner (the Trainer) share the
-        statistics and the action RNG it checkpoints; by default the collector makes its own."""
+        statistics and the action RNG it checkpoints; by default the collector makes its own.
+        ``step_timeout``: seconds one vector-env step or reset may take (0 = no limit), see
+        :mod:`trustpg.watchdog`."""
         self.env = env
+        self.timed = TimedVectorEnv(env, step_timeout)
         self.seed = seed
         shape = env.single_observation_space.shape
         self.obs_norm = ObsNormalizer(obs_rms or RunningMeanStd(shape), obs_clip, normalize_obs)
@@ -149,7 +158,11 @@ class Collector:
         self.total_steps = 0
 
     def reset(self, seed: int) -> None:
-        obs, _ = self.env.reset(seed=seed)
+        with self.timed.guard():
+            try:
+                obs, _ = self.timed.reset(seed)
+            except (StepTimeout, WorkerExited) as e:
+                raise self._lost(e, -1) from e
         self._check(obs, None, -1)
         self._obs = obs
         self._disc_ret[:] = 0
@@ -167,16 +180,30 @@ class Collector:
             i = int(np.flatnonzero(bad)[0])
             what = "observation" if not np.isfinite(obs[i]).all() else f"reward ({rew[i]})"
             env = i if envs is None else int(envs[i])
-            raise EnvFault(
-                f"environment {env} returned a non-finite {what} {self._when(t)}; the run stops "
-                "here and the last checkpoint is unchanged."
-            )
+            raise EnvFault(f"environment {env} returned a non-finite {what} {self._when(t)}; {STOPS}")
 
     def _when(self, t: int) -> str:
         """Where a fault happened: each env's step count in this run (t = -1: at reset)."""
         if t < 0:
             return "at reset"
         return f"at step {self.total_steps // self.env.num_envs + t + 1} (rollout step {t})"
+
+    def _lost(self, e: StepTimeout | WorkerExited, t: int) -> EnvFault:
+        """The EnvFault for a step (t >= 0) or reset (t = -1) that timed out or whose worker
+        process ended; the vector env's worker processes are killed (closing would wait on them)."""
+        self.timed.abandon()
+        if isinstance(e, WorkerExited):
+            return EnvFault(f"{e} {self._when(t)}; {STOPS}")
+        what = "reset" if t < 0 else "step"
+        found = e.envs or tuple(i for i in [failed_env_index(self.env, e)] if i is not None)
+        envs = ", ".join(map(str, found))
+        who = f"environment {envs}'s {what}" if len(found) == 1 else (
+            f"the {what} of environments {envs}" if found else f"an environment {what}"
+        )  # fmt: skip
+        return EnvFault(
+            f"{who} took longer than step_timeout={self.timed.timeout:g} s {self._when(t)}; {STOPS} "
+            "Raise --step-timeout (0 = no limit) if your env is that slow."
+        )
 
     @torch.no_grad()
     def collect(
@@ -198,46 +225,46 @@ class Collector:
         ep_returns: list[float] = []
         ep_lengths: list[int] = []
         fast = NumpyActor(actor) if NumpyActor.supports(actor) else None  # same distribution
-        for t in range(steps):
-            obs_np = self.obs_norm(self._obs)
-            obs_t = torch.from_numpy(obs_np)
-            if fast is not None:
-                env_action = fast.sample(obs_np.reshape(n, -1), self.generator)
-            else:
-                dist: Distribution = actor(obs_t)
-                env_action = dist.sample(self.generator).numpy()
-            obs_buf.append(obs_t)
-            raw_buf.append(self._obs)
-            act_buf.append(env_action)
-            if clip_actions:
-                env_action = np.clip(env_action, space.low, space.high)
-            elif env_action.dtype != space.dtype:
-                env_action = env_action.astype(space.dtype)
-            try:
-                next_obs, r, te, tr, info = self.env.step(env_action)
-            except Exception as e:
-                i = failed_env_index(self.env, e)
-                who = "an environment" if i is None else f"environment {i}"
-                raise EnvFault(
-                    f"{who} raised {type(e).__name__}: {e} {self._when(t)}; the run stops here "
-                    "and the last checkpoint is unchanged."
-                ) from e
-            self._check(next_obs, r, t)
-            rew[t], term[t], trunc[t] = r, te, tr
-            self._ep_ret += r
-            self._ep_len += 1
-            done = te | tr
-            if done.any():
-                ended = np.flatnonzero(done)
-                self._check(np.stack([info["final_obs"][i] for i in ended]), None, t, ended)
-                for i in ended:
-                    ep_returns.append(float(self._ep_ret[i]))
-                    ep_lengths.append(int(self._ep_len[i]))
-                    if tr[i] and not te[i]:
-                        finals[(t, int(i))] = info["final_obs"][i]
-                self._ep_ret[done] = 0
-                self._ep_len[done] = 0
-            self._obs = next_obs
+        with self.timed.guard():
+            for t in range(steps):
+                obs_np = self.obs_norm(self._obs)
+                obs_t = torch.from_numpy(obs_np)
+                if fast is not None:
+                    env_action = fast.sample(obs_np.reshape(n, -1), self.generator)
+                else:
+                    dist: Distribution = actor(obs_t)
+                    env_action = dist.sample(self.generator).numpy()
+                obs_buf.append(obs_t)
+                raw_buf.append(self._obs)
+                act_buf.append(env_action)
+                if clip_actions:
+                    env_action = np.clip(env_action, space.low, space.high)
+                elif env_action.dtype != space.dtype:
+                    env_action = env_action.astype(space.dtype)
+                try:
+                    next_obs, r, te, tr, info = self.timed.step(env_action)
+                except (StepTimeout, WorkerExited) as e:
+                    raise self._lost(e, t) from e
+                except Exception as e:
+                    i = failed_env_index(self.env, e)
+                    who = "an environment" if i is None else f"environment {i}"
+                    raise EnvFault(f"{who} raised {type(e).__name__}: {e} {self._when(t)}; {STOPS}") from e
+                self._check(next_obs, r, t)
+                rew[t], term[t], trunc[t] = r, te, tr
+                self._ep_ret += r
+                self._ep_len += 1
+                done = te | tr
+                if done.any():
+                    ended = np.flatnonzero(done)
+                    self._check(np.stack([info["final_obs"][i] for i in ended]), None, t, ended)
+                    for i in ended:
+                        ep_returns.append(float(self._ep_ret[i]))
+                        ep_lengths.append(int(self._ep_len[i]))
+                        if tr[i] and not te[i]:
+                            finals[(t, int(i))] = info["final_obs"][i]
+                    self._ep_ret[done] = 0
+                    self._ep_len[done] = 0
+                self._obs = next_obs
         self.total_steps += steps * n
         if critic_ready is not None:
             critic_ready()

@@ -152,6 +152,7 @@ class Trainer:
             col = Collector(
                 env, c.seed, c.normalize_obs, c.obs_clip, c.normalize_reward, c.gamma,
                 obs_rms=self.obs_rms, ret_rms=self.ret_rms, generator=self.action_generator,
+                step_timeout=c.step_timeout,
             )  # fmt: skip
             col.total_steps = self.env_steps
             if self.updates > 0:

@@ -2,11 +2,15 @@
 
 Registered on import as ``trustpg_test/FaultyCartPole-v0``. Sub-env ``fault_env`` of the vector env
 (told apart by its reset seed: the vector env seeds env i with ``seed + i``) misbehaves at its
-``fault_step``-th step of the run: ``mode`` is ``nan_obs``, ``inf_reward`` or ``raise``.
+``fault_step``-th step of the run: ``mode`` is ``nan_obs``, ``inf_reward``, ``raise``, ``hang``
+(sleeps forever; ``fault_step=0``: in its first reset) or ``exit`` (``os._exit(3)``: for async
+workers only, it would end the trainer itself in a sync vector env).
 """
 
 from __future__ import annotations
 
+import os
+import time
 from typing import ClassVar
 
 import gymnasium as gym
@@ -14,7 +18,7 @@ import numpy as np
 from gymnasium.envs.classic_control import CartPoleEnv
 
 ENV_ID = "trustpg_test/FaultyCartPole-v0"
-MODES = ("nan_obs", "inf_reward", "raise")
+MODES = ("nan_obs", "inf_reward", "raise", "hang", "exit")
 
 
 class FaultyCartPole(gym.Env):
@@ -34,6 +38,8 @@ class FaultyCartPole(gym.Env):
         super().reset(seed=seed)
         if seed is not None:
             self.index = seed - self.base_seed
+        if self.mode == "hang" and self.fault_step == 0 and self.index == self.fault_env:
+            _sleep_forever()
         return self.inner.reset(seed=seed, options=options)
 
     def step(self, action):
@@ -42,12 +48,21 @@ class FaultyCartPole(gym.Env):
         if self.index == self.fault_env and self.steps == self.fault_step:
             if self.mode == "raise":
                 raise RuntimeError("simulated crash in the physics engine")
+            if self.mode == "hang":
+                _sleep_forever()
+            if self.mode == "exit":
+                os._exit(3)
             if self.mode == "nan_obs":
                 obs = obs.copy()
                 obs[2] = np.nan
             else:
                 reward = float("inf")
         return obs, reward, terminated, truncated, info
+
+
+def _sleep_forever() -> None:
+    while True:
+        time.sleep(3600)
 
 
 if ENV_ID not in gym.registry:

@@ -71,6 +71,8 @@ BAD_API = [
     ("eval_every", -1, ValueError, ">= 0"),
     ("checkpoint_every", -5, ValueError, ">= 0"),
     ("max_consecutive_skips", 0, ValueError, ">= 1"),
+    ("step_timeout", -1.0, ValueError, ">= 0 seconds"),
+    ("step_timeout", "60", TypeError, "a number"),
     ("run_dir", 42, TypeError, "a path"),
     ("run_name", "a/b", ValueError, "directory name"),
     ("run_name", "..", ValueError, "directory name"),
