@@ -101,8 +101,8 @@ def _cgroup_room() -> int | None:
 
 
 def gib(n: float) -> str:
-    """``n`` bytes for a message: 1.5 GB, 300 MB, 12 kB."""
-    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
+    """``n`` bytes for a message: 48.4 TB, 1.5 GB, 300 MB, 12 kB (binary units)."""
+    for unit, size in (("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
         if n >= size:
             return f"{n / size:.1f} {unit}"
     return f"{int(n)} bytes"
