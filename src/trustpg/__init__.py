@@ -1,7 +1,28 @@
-"""trustpg: vanilla, natural and trust-region policy gradients with checked math."""
+"""trustpg: vanilla, natural and trust-region policy gradients with checked math.
 
-from trustpg.agent import NPG, TRPO, VPG, Agent
-from trustpg.config import TrainConfig
+The names below are imported on first use (PEP 562), so ``import trustpg`` and the command
+line's first lines run before torch is loaded (a Ctrl-C there is handled, ``--help`` is quick).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trustpg.agent import NPG, TRPO, VPG, Agent
+    from trustpg.config import TrainConfig
 
 __all__ = ["NPG", "TRPO", "VPG", "Agent", "TrainConfig"]
 __version__ = "0.1.0"
+
+_WHERE = {"NPG": "trustpg.agent", "TRPO": "trustpg.agent", "VPG": "trustpg.agent",
+          "Agent": "trustpg.agent", "TrainConfig": "trustpg.config"}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'trustpg' has no attribute {name!r}")

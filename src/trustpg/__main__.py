@@ -1,5 +1,5 @@
 import sys
 
-from trustpg.cli import main
+from trustpg.console import main
 
 sys.exit(main())

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import importlib
 import io
 import json
 import os
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ import tyro
 from trustpg.checkpoint import CheckpointError
 from trustpg.config import TrainConfig, deferred_validation, validate
 from trustpg.distributed import MissingExtra
-from trustpg.logger import software_versions
+from trustpg.errors import UserError
 from trustpg.presets import preset_overrides
 from trustpg.rollout import EnvFault
 from trustpg.trainer import TrainingFault
@@ -37,10 +35,6 @@ USAGE = """usage: trustpg {train,eval,plot,compare,experiment} ...
   compare     train several algorithms × seeds on one env, then plot them
   experiment  the seed's experiments (bernoulli, invariance, angle, ...)
 """
-
-
-class UserError(Exception):
-    """Bad input from the user: reported in one line, exit status 2."""
 
 
 def _fail(msg: str) -> int:
@@ -69,6 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(e))
     except (EnvFault, TrainingFault) as e:
         print(f"trustpg: stopped: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # before training started, or a second Ctrl-C during it
+        print("trustpg: interrupted; every checkpoint written so far is intact", file=sys.stderr)
+        return 130
+    except OSError as e:  # disk full, read-only file system, ...: the file and the reason
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"trustpg: error: cannot write or read {where}{e.strerror or e}; every checkpoint "
+              "written before this is intact", file=sys.stderr)  # fmt: skip
         return 1
 
 
@@ -104,7 +106,9 @@ def parse_train_args(argv: list[str]) -> tuple[TrainConfig, Path | None]:
     _import_env_modules(known.env_module)
     base: dict[str, Any] = {}
     if known.resume is not None:
-        base = _resume_config(known.resume)
+        from trustpg.run import saved_config
+
+        base = dict(saved_config(known.resume))
     if known.config is not None:
         base.update(_load_config_file(known.config))
     if known.preset is not None:
@@ -172,83 +176,11 @@ def _peek_env(args: list[str]) -> str | None:
     return None
 
 
-def _resume_config(run: Path) -> dict[str, Any]:
-    cfg = run / "config.json"
-    if not cfg.is_file():
-        raise UserError(f"--resume {run}: not a run directory (no config.json)")
-    return json.loads(cfg.read_text())
-
-
 def cmd_train(argv: list[str]) -> int:
-    from trustpg.agent import Agent
+    from trustpg.run import train_in_dir
 
     config, resume = parse_train_args(argv)
-    if resume is not None:
-        run_dir = resume
-        agent = Agent.load(run_dir / "checkpoints" / "last", **_changed(config, run_dir))
-        remaining = config.steps - agent.num_timesteps
-        print(f"resuming {run_dir} at {agent.num_timesteps} steps; {max(remaining, 0)} to go")
-    else:
-        name = config.run_name or (
-            f"{config.env}__{config.algo}__s{config.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
-        )
-        run_dir = config.run_dir / name
-        if (run_dir / "checkpoints").exists():
-            raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} or another --run-name")
-        agent = Agent(config)
-        remaining = config.steps
-    if agent.config.vectorization == "envpool":  # fail before the run directory is made
-        from trustpg.envpool_backend import check_envpool_env
-
-        check_envpool_env(agent.config.env)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(agent.config.to_dict(), indent=2) + "\n")
-    t0 = time.perf_counter()
-    try:
-        agent.learn(max(remaining, 0), run_dir=run_dir)
-    except (EnvFault, TrainingFault) as e:
-        last = run_dir / "checkpoints" / "last.safetensors"
-        if last.exists():
-            e.args = (f"{e} Last checkpoint: {last} (continue with: trustpg train --resume {run_dir})",)
-        raise
-    finally:
-        agent.close()
-    seconds = time.perf_counter() - t0
-    if agent.interrupted:
-        print(f"interrupted at {agent.num_timesteps} steps; checkpoint saved. "
-              f"Continue with: trustpg train --resume {run_dir}")  # fmt: skip
-        return 0
-    summary: dict[str, Any] = {
-        "env_steps": agent.num_timesteps, "train_seconds": seconds,
-        "peak_rss_mb": _peak_rss_mb() + agent.trainer.critic_fit.worker_peak_rss_mb,
-        "peak_rss_critic_worker_mb": agent.trainer.critic_fit.worker_peak_rss_mb,
-        "software": software_versions(),
-    }  # fmt: skip
-    if config.eval_episodes:
-        mean, std, returns = agent.evaluate(config.eval_episodes)
-        summary.update(eval_mean=mean, eval_std=std, eval_returns=returns)
-        print(f"evaluation over {config.eval_episodes} episodes: {mean:.1f} ± {std:.1f}")
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"run saved in {run_dir}  ({agent.num_timesteps} steps, {seconds:.1f} s)")
-    return 0
-
-
-def _peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, MiB (Linux reports ru_maxrss in KiB). The
-    summary adds the critic worker's own peak (read by the worker's parent before it ends)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _changed(config: TrainConfig, run: Path) -> dict[str, Any]:
-    """Fields the user changed on the command line relative to the run's saved config."""
-    saved = TrainConfig.from_dict(_resume_config(run))
-    return {
-        f.name: getattr(config, f.name)
-        for f in dataclasses.fields(TrainConfig)
-        if getattr(config, f.name) != getattr(saved, f.name)
-    }
+    return train_in_dir(config, resume)
 
 
 def _checkpoint_for(target: Path, which: str) -> Path:

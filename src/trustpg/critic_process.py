@@ -4,6 +4,10 @@
 time and reads the answer when the trainer needs the critic. Jobs carry everything (parameters,
 Adam state, data, minibatch permutations), so the child holds no state between fits and a child
 that dies is simply restarted; the caller fits in-process when a fit fails (nothing is lost).
+
+Nothing waits forever on the child: sending a job and reading its answer have a deadline of
+``max(min_timeout, timeout_factor × the last fit's time)`` (60 s and 50× by default); a child
+that misses it (stopped, hung) is killed and reported as a :class:`CriticWorkerError`.
 """
 
 from __future__ import annotations
@@ -11,8 +15,11 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import select
+import struct
 import subprocess
 import sys
+import time
 import weakref
 from pathlib import Path
 from typing import Any
@@ -37,23 +44,37 @@ class CriticWorkerError(RuntimeError):
 class CriticProcess:
     """One child process fitting critics; :meth:`submit` then :meth:`result`, strictly alternating."""
 
+    #: Seconds the child may take to take a job or answer it, at least (it starts Python and
+    #: NumPy before the first one) ...
+    min_timeout = 60.0
+    #: ... and at least this many times the child's last fit.
+    timeout_factor = 50.0
+
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
         self.pid: int | None = None
         #: Peak resident memory of the children so far (VmHWM after exec, read before they end).
         self.peak_rss_mb = 0.0
+        #: Seconds the child spent in its last fit.
+        self.last_fit_seconds = 0.0
 
     def start(self) -> None:
         """Start the child if it is not running (:meth:`submit` does this too)."""
         if self._proc is None or self._proc.poll() is not None:
             self._start()
 
+    def timeout(self) -> float:
+        """Seconds :meth:`submit` and :meth:`result` wait for the child before killing it."""
+        return max(self.min_timeout, self.timeout_factor * self.last_fit_seconds)
+
     def submit(self, job: dict[str, Any]) -> None:
         self.start()
         assert self._proc is not None and self._proc.stdin is not None
+        data = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            pickle.dump(job, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-            self._proc.stdin.flush()
+            _write_all(self._proc.stdin, data, self.timeout())
+        except TimeoutError:
+            raise self._hung("take the fit") from None
         except OSError as e:
             self._kill()
             raise CriticWorkerError(f"could not send the fit to the critic worker: {e}") from e
@@ -61,13 +82,25 @@ class CriticProcess:
     def result(self) -> dict[str, Any]:
         assert self._proc is not None and self._proc.stdout is not None
         try:
-            reply = pickle.load(self._proc.stdout)
+            deadline = time.monotonic() + self.timeout()
+            (size,) = struct.unpack("<Q", _read_exact(self._proc.stdout, 8, deadline))
+            reply = pickle.loads(_read_exact(self._proc.stdout, size, deadline))
+        except TimeoutError:
+            raise self._hung("answer") from None
         except (EOFError, OSError, pickle.UnpicklingError) as e:
             code = self._kill()
             raise CriticWorkerError(f"the critic worker died (exit code {code}): {e!r}") from e
         if "error" in reply:
             raise CriticWorkerError(f"the critic worker failed: {reply['error']}")
+        self.last_fit_seconds = float(reply.get("seconds", 0.0))
         return reply
+
+    def _hung(self, what: str) -> CriticWorkerError:
+        seconds, pid = self.timeout(), self.pid
+        self._kill()
+        return CriticWorkerError(
+            f"the critic worker (pid {pid}) did not {what} within {seconds:g} s (stopped or hung); killed it"
+        )
 
     def close(self) -> None:
         """End the child (EOF on its stdin) and wait for it."""
@@ -89,14 +122,20 @@ class CriticProcess:
     def _start(self) -> None:
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         try:
+            # Its own process group: a terminal's Ctrl-C signals the whole foreground group, and
+            # the child must live on so the parent can finish the update and checkpoint exactly.
+            # The child still ends with the parent: EOF on its stdin.
             self._proc = subprocess.Popen(
                 [sys.executable, "-u", critic_worker.__file__],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, process_group=0,
             )  # fmt: skip
         except OSError as e:
             raise CriticWorkerError(f"could not start the critic worker: {e}") from e
         self.pid = self._proc.pid
         _widen_pipe(self._proc.stdin)
+        if _CAN_SELECT:  # reads and writes wait in poll() with a deadline (_read_exact, _write_all)
+            for stream in (self._proc.stdin, self._proc.stdout):
+                os.set_blocking(stream.fileno(), False)
         # An agent dropped without close(): end the child (EOF) when this object is collected.
         weakref.finalize(self, _end, self._proc)
 
@@ -129,6 +168,58 @@ def _widen_pipe(stream: Any) -> None:
         return
     with contextlib.suppress(OSError, ValueError):
         fcntl.fcntl(stream.fileno(), setpipe_sz, 1 << 20)
+
+
+#: poll() works on pipes (not on Windows, where the pipes block without a deadline).
+_CAN_SELECT = hasattr(select, "poll")
+
+
+def _write_all(stream: Any, data: bytes, timeout: float) -> None:
+    """Write ``data`` to the pipe ``stream`` (non-blocking fd), TimeoutError after ``timeout`` s."""
+    if not _CAN_SELECT:
+        stream.write(data)
+        stream.flush()
+        return
+    fd, view, deadline = stream.fileno(), memoryview(data), time.monotonic() + timeout
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            _wait(fd, deadline, write=True)
+
+
+def _read_exact(stream: Any, n: int, deadline: float) -> bytes:
+    """``n`` bytes from the pipe ``stream`` (non-blocking fd); EOFError if it closes first,
+    TimeoutError at ``deadline`` (``time.monotonic()``)."""
+    if not _CAN_SELECT:
+        data = stream.read(n)
+        if len(data) < n:
+            raise EOFError("the pipe closed")
+        return data
+    fd, parts, got = stream.fileno(), [], 0
+    while got < n:
+        try:
+            chunk = os.read(fd, n - got)
+        except BlockingIOError:
+            _wait(fd, deadline, write=False)
+            continue
+        if not chunk:
+            raise EOFError("the pipe closed")
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def _wait(fd: int, deadline: float, write: bool) -> None:
+    """Until the pipe ``fd`` is writable (readable, or closed); TimeoutError at ``deadline``."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT if write else select.POLLIN)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        if poller.poll(left * 1000):
+            return
 
 
 def _end(proc: subprocess.Popen[bytes]) -> None:

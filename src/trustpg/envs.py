@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
+import multiprocessing
 import shutil
+import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -179,14 +181,17 @@ class EnvSource:
 
             return EnvPoolVectorEnv(self._id, num_envs, self.env_kwargs)
         vector_kwargs = {"autoreset_mode": SAME_STEP}
+        # Async workers are made in their subprocesses: there they leave a terminal's Ctrl-C
+        # (sent to the whole process group) to the trainer, which stops cleanly and closes them.
+        shield = [ignore_terminal_interrupt] if vectorization == "async" else []
         if self._id is not None:
             return gym.make_vec(
                 self._id, num_envs=num_envs, vectorization_mode=vectorization,
-                vector_kwargs=vector_kwargs, wrappers=[flatten_if_needed], **self.env_kwargs,
+                vector_kwargs=vector_kwargs, wrappers=[flatten_if_needed, *shield], **self.env_kwargs,
             )  # fmt: skip
         fns = [self._env_fn(i) for i in range(num_envs)]
         if vectorization == "async":
-            return gym.vector.AsyncVectorEnv(fns, **vector_kwargs)
+            return gym.vector.AsyncVectorEnv([_shielded(fn) for fn in fns], **vector_kwargs)
         return gym.vector.SyncVectorEnv(fns, **vector_kwargs)
 
     def _env_fn(self, i: int) -> Callable[[], gym.Env]:
@@ -221,6 +226,19 @@ class EnvSource:
         """Close a vector env that was passed in (envs trustpg made are closed by their owner)."""
         if self._vector is not None:
             self._vector.close()
+
+
+def ignore_terminal_interrupt(env: gym.Env) -> gym.Env:
+    """Ignore SIGINT if this is an async env worker process; returns ``env`` unchanged. The
+    trainer owns Ctrl-C: it finishes its update, checkpoints and closes the workers. (The vector
+    env also makes one env in the trainer's own process to read the spaces: left alone.)"""
+    if multiprocessing.parent_process() is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return env
+
+
+def _shielded(fn: Callable[[], gym.Env]) -> Callable[[], gym.Env]:
+    return lambda: ignore_terminal_interrupt(fn())
 
 
 def flatten_obs(space: gym.Space, obs: Any) -> np.ndarray:
