@@ -98,6 +98,8 @@ def train_in_dir(config: TrainConfig, resume: Path | None) -> int:
         from trustpg.envpool_backend import check_envpool_env
 
         check_envpool_env(config.env)
+    if resume is None:
+        check_new_run(run)  # again under the lock: another process may have written meanwhile
     agent = None if resume is not None else Agent(config)  # validates env and sizes, writes nothing
     with locked(run):
         if resume is not None:

@@ -1,0 +1,160 @@
+"""The run directory loses nothing (issue 18 §3, §4): atomic config.json, directories that are not
+runs, a first checkpoint that failed, ``--resume`` that would change the run, a checkpoint from
+another run, a full disk. Each test drives ``trustpg train`` as a user does (``cli.main``)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import trustpg.agent as agent_mod
+import trustpg.rundir as rundir_mod
+from trustpg.checkpoint import load_checkpoint
+from trustpg.cli import main
+from trustpg.logger import MetricsLogger, read_metrics
+
+FAST = ["--num-envs", "2", "--steps-per-env", "64", "--no-progress", "--no-tensorboard", "--eval-episodes", "0"]
+
+
+def _train(tmp_path: Path, name: str, *extra: str) -> int:
+    return main(["train", "--run-dir", str(tmp_path), "--run-name", name, *FAST, *extra])
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def _disk_full(*_args, **_kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_config_json_write_failure_leaves_the_old_file_and_resume_works(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "r"
+    assert _train(tmp_path, "r", "--steps", "256") == 0
+    before = (run / "config.json").read_bytes()
+    # the disk fills while config.json is rewritten at the start of a resume: half the text, then
+    # ENOSPC (a direct write_text leaves it truncated; the atomic write never touches the old file)
+    real_write_text = Path.write_text
+
+    def half_then_full(self, data, *a, **k):
+        real_write_text(self, data[: len(data) // 2], *a, **k)
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_text", half_then_full)
+    monkeypatch.setattr(rundir_mod.os, "fsync", _disk_full)
+    assert main(["train", "--resume", str(run), "--steps", "512"]) == 1
+    assert "No space left on device" in _one_error_line(capsys)
+    monkeypatch.undo()
+    assert (run / "config.json").read_bytes() == before
+    assert not [p for p in run.iterdir() if ".tmp-" in p.name]
+    assert main(["train", "--resume", str(run), "--steps", "512"]) == 0
+    assert json.loads((run / "config.json").read_text())["steps"] == 512
+
+
+def test_a_damaged_config_json_does_not_block_resume(tmp_path, capsys):
+    run = tmp_path / "r"
+    assert _train(tmp_path, "r", "--steps", "256") == 0
+    (run / "config.json").write_text('{"algo": "trp')  # truncated by some earlier tool
+    assert main(["train", "--resume", str(run), "--steps", "512"]) == 0  # the checkpoint's config
+    assert json.loads((run / "config.json").read_text())["env"] == "CartPole-v1"
+
+
+def test_a_directory_that_is_not_a_run_is_never_overwritten(tmp_path, capsys):
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "chapter1.tex").write_text("precious")
+    assert _train(tmp_path, "thesis", "--steps", "256") == 2
+    assert "not a trustpg run" in _one_error_line(capsys)
+    assert sorted(p.name for p in (tmp_path / "thesis").iterdir()) == ["chapter1.tex"]
+
+
+def test_a_run_with_a_checkpoint_is_continued_only_with_resume(tmp_path, capsys):
+    assert _train(tmp_path, "r", "--steps", "256") == 0
+    rows = (tmp_path / "r" / "metrics.csv").read_bytes()
+    assert _train(tmp_path, "r", "--steps", "256") == 2
+    assert "--resume" in _one_error_line(capsys)
+    assert (tmp_path / "r" / "metrics.csv").read_bytes() == rows
+
+
+def test_a_failed_first_checkpoint_is_not_a_dead_end(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(agent_mod, "save_checkpoint", _disk_full)
+    assert _train(tmp_path, "r", "--steps", "512") == 1
+    assert "No space left on device" in _one_error_line(capsys)
+    monkeypatch.undo()
+    run = tmp_path / "r"
+    assert (run / "config.json").is_file() and not (run / "checkpoints" / "last.safetensors").exists()
+    assert main(["train", "--resume", str(run)]) == 0  # starts it from the beginning
+    assert "no checkpoint yet" in capsys.readouterr().out
+    shutil.rmtree(run / "checkpoints")
+    assert _train(tmp_path, "r", "--steps", "512") == 0  # the same command again also works
+    assert [int(r["update"]) for r in read_metrics(run / "metrics.csv")] == [1, 2, 3, 4]
+
+
+def test_disk_full_while_logging_stops_with_one_line_and_keeps_the_checkpoint(tmp_path, monkeypatch, capsys):
+    real_write = MetricsLogger.write
+
+    def write(self, row):
+        if row["update"] == 3:
+            _disk_full()
+        real_write(self, row)
+
+    monkeypatch.setattr(MetricsLogger, "write", write)
+    assert _train(tmp_path, "r", "--steps", "1024", "--checkpoint-every", "1") == 1
+    assert "No space left on device" in _one_error_line(capsys)
+    _, meta = load_checkpoint(tmp_path / "r" / "checkpoints" / "last")
+    assert meta["updates"] == 2
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(tmp_path / "r")]) == 0
+    assert [int(r["update"]) for r in read_metrics(tmp_path / "r" / "metrics.csv")] == list(range(1, 9))
+
+
+@pytest.mark.parametrize(
+    "flags, field",
+    [(["--algo", "npg"], "algo"), (["--env", "Acrobot-v1"], "env"), (["--hidden-sizes", "32", "32"], "hidden_sizes"),
+     (["--num-envs", "4"], "num_envs"), (["--seed", "3"], "seed")],
+)  # fmt: skip
+def test_resume_that_would_change_the_run_is_one_line_and_changes_nothing(tmp_path, capsys, flags, field):
+    run = tmp_path / "r"
+    assert _train(tmp_path, "r", "--steps", "256") == 0
+    files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--steps", "512", *flags]) == 2
+    line = _one_error_line(capsys)
+    assert f"made with {field}=" in line and "another run" in line
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == files
+
+
+def test_a_checkpoint_from_another_run_is_refused_and_the_metrics_are_kept(tmp_path, capsys):
+    assert _train(tmp_path, "cart", "--steps", "1024") == 0
+    assert _train(tmp_path, "pend", "--steps", "256", "--env", "Pendulum-v1") == 0
+    cart = tmp_path / "cart"
+    rows = (cart / "metrics.csv").read_bytes()
+    shutil.copy(tmp_path / "pend" / "checkpoints" / "last.safetensors", cart / "checkpoints" / "last.safetensors")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(cart), "--steps", "2048"]) == 2
+    line = _one_error_line(capsys)
+    assert "belongs to another run" in line and "Pendulum-v1" in line and "CartPole-v1" in line
+    assert (cart / "metrics.csv").read_bytes() == rows
+
+
+@pytest.mark.parametrize("target", ["file", "file_parent"])
+def test_a_run_dir_that_is_a_file_is_one_line_and_creates_nothing(tmp_path, capsys, target):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    run_dir = blocker if target == "file" else blocker / "sub"
+    assert main(["train", "--run-dir", str(run_dir), "--run-name", "r", *FAST, "--steps", "256"]) == 2
+    assert "not a directory" in _one_error_line(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
+
+
+def test_a_run_name_file_systems_refuse_is_one_line(tmp_path, capsys):
+    assert _train(tmp_path, "x" * 300, "--steps", "256") == 2
+    assert "shorter --run-name" in _one_error_line(capsys)
+    assert list(tmp_path.iterdir()) == []
