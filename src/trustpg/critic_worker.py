@@ -12,14 +12,17 @@ The math is that of :mod:`trustpg.mlp_value` (MSE gradient of an MLP by hand) an
 sends. The parent draws the minibatch permutations from its torch generator, so the minibatches
 are exactly those of the in-process fit; results agree with it to float32 rounding
 (tests/unit/test_critic_process.py). Protocol: the parent writes pickled ``dict`` jobs to stdin,
-the child answers each with a pickled ``dict`` on stdout; EOF ends the child.
+the child answers each with a pickled ``dict`` on stdout, preceded by its length (8 bytes,
+little-endian) so that the parent can read it with a deadline; EOF ends the child.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import struct
 import sys
+import time
 from typing import Any
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -145,11 +148,14 @@ def main() -> None:
             job = pickle.load(stdin)
         except EOFError:
             return
+        t0 = time.perf_counter()
         try:
             reply = fit(job)
         except Exception as e:  # reported to the parent, which fits in-process instead
             reply = {"error": f"{type(e).__name__}: {e}"}
-        pickle.dump(reply, stdout, protocol=pickle.HIGHEST_PROTOCOL)
+        reply["seconds"] = time.perf_counter() - t0  # the parent's deadlines scale with it
+        data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+        stdout.write(struct.pack("<Q", len(data)) + data)
         stdout.flush()
 
 
