@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 from collections.abc import Sequence
@@ -16,12 +17,16 @@ from torch import nn
 
 from trustpg.callbacks import CallbackList
 from trustpg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from trustpg.config import TrainConfig
+from trustpg.config import TrainConfig, usable_cores
 from trustpg.distributions import Distribution
 from trustpg.envs import EnvLike, EnvSource, flatten_if_needed, flatten_obs, recording
 from trustpg.logger import MetricsLogger, drop_rows_after
 from trustpg.progress import TrainProgress
 from trustpg.trainer import Callback, Trainer, TrainingFault
+
+log = logging.getLogger("trustpg")
+#: Steps after which evaluation cuts an episode of an env without a time limit (max_episode_steps).
+EVAL_MAX_STEPS = 100_000
 
 
 class Agent:
@@ -153,14 +158,20 @@ class Agent:
         *,
         env: gym.Env | None = None,
         video: str | os.PathLike | None = None,
+        max_episode_steps: int | None = None,
     ) -> tuple[float, float, list[float]]:
         """(mean, std, returns) of ``episodes`` full episodes on a fresh env (or on ``env``).
 
         ``video="out.mp4"`` records the first episode with Gymnasium's ``RecordVideo`` (needs
         the ``video`` extra, moviepy); the env is made with ``render_mode="rgb_array"``.
+        An episode is cut after ``max_episode_steps`` steps (default: the env's own time limit,
+        or :data:`EVAL_MAX_STEPS` with a warning for an env without one), so that a policy that
+        never ends an episode cannot make evaluation run forever.
         """
         if episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {episodes}")
+        if max_episode_steps is not None and max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
         own = env is None  # close envs we make, leave the caller's open
         if env is None:
             env = self.trainer.env_source.make_one("rgb_array" if video is not None else None)
@@ -172,22 +183,35 @@ class Agent:
                 stack.callback(env.close)
             if video is not None:
                 env = stack.enter_context(recording(env, Path(video)))
-            returns = self._episodes(env, episodes, deterministic, seed, gen)
+            returns = self._episodes(env, episodes, deterministic, seed, gen, max_episode_steps)
         return float(np.mean(returns)), float(np.std(returns)), returns
 
     def _episodes(
-        self, env: gym.Env, episodes: int, deterministic: bool, seed: int | None, gen: torch.Generator
-    ) -> list[float]:
+        self, env: gym.Env, episodes: int, deterministic: bool, seed: int | None, gen: torch.Generator,
+        max_steps: int | None = None,
+    ) -> list[float]:  # fmt: skip
         returns = []
         base = self.config.seed + 10_000 if seed is None else seed
+        limit = getattr(env.spec, "max_episode_steps", None) if env.spec is not None else None
+        cap = max_steps or limit or EVAL_MAX_STEPS
+        warned = max_steps is not None  # a cap the caller chose cuts episodes silently
         for ep in range(episodes):
             obs, _ = env.reset(seed=base + ep)
-            total, done = 0.0, False
+            total, done, t = 0.0, False, 0
             while not done:
                 action = self.trainer.act(np.asarray(obs)[None], deterministic, gen)[0]
                 obs, r, term, trunc, _ = env.step(action)
                 total += float(r)
+                t += 1
                 done = term or trunc
+                if not done and t >= cap:
+                    done = True
+                    if not warned:
+                        warned = True
+                        log.warning(
+                            "evaluation: episode %d reached %d steps without ending (the env has no "
+                            "time limit); cut there — pass max_episode_steps to change this", ep, cap,
+                        )  # fmt: skip
             returns.append(total)
         return returns
 
@@ -208,7 +232,7 @@ class Agent:
         and ``env`` if it was trained on an env object or factory (config env ``custom:...``)."""
         tensors, meta = load_checkpoint(path)
         try:
-            config = TrainConfig.from_dict({**meta["config"], **overrides})
+            config = TrainConfig.from_dict({**_fit_threads(meta["config"], overrides), **overrides})
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{path}: checkpoint config is invalid: {e}") from None
         agent = Agent(config, policy, env)
@@ -220,6 +244,22 @@ class Agent:
 
     def close(self) -> None:
         self.trainer.close()
+
+
+def _fit_threads(saved: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint made on a machine with more cores asks for more threads than this one may
+    use: use this machine's cores instead (and say so) rather than refuse to load it."""
+    cores = usable_cores()
+    out = dict(saved)
+    for name in ("torch_threads", "update_threads"):
+        value = out.get(name)
+        if name not in overrides and isinstance(value, int) and value > cores:
+            log.warning(
+                "the checkpoint asks for %s=%d; this machine has %d usable cores: using %d "
+                "(results differ from the original machine's in rounding)", name, value, cores, cores,
+            )  # fmt: skip
+            out[name] = cores
+    return out
 
 
 def _check_policy(policy: nn.Module, observation_space: gym.Space) -> None:

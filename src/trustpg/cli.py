@@ -17,10 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import tyro
 
 from trustpg.checkpoint import CheckpointError
-from trustpg.config import TrainConfig, deferred_validation, validate
+from trustpg.config import MAX_SEED, TrainConfig, deferred_validation, validate
 from trustpg.distributed import MissingExtra
 from trustpg.errors import UserError
 from trustpg.presets import preset_overrides
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         return commands[command](rest)
     except (UserError, ValueError, TypeError, CheckpointError, MissingExtra) as e:
         return _fail(str(e))
+    except gym.error.DependencyNotInstalled as e:  # e.g. a Box2D env without box2d
+        return _fail(f"the environment needs a package that is not installed: {e}")
     except (EnvFault, TrainingFault) as e:
         print(f"trustpg: stopped: {e}", file=sys.stderr)
         return 1
@@ -74,10 +77,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+#: A config file holds a few dozen fields; anything far larger is a wrong path, not a config.
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def _load_config_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"--config {path}: no such file")
-    text = path.read_text()
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise UserError(f"--config {path}: {path.stat().st_size} bytes; a config file is at most "
+                        f"{MAX_CONFIG_BYTES} (is this the right file?)")  # fmt: skip
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"--config {path}: cannot read it as text: {e}") from None
     if path.suffix == ".toml":
         import tomllib
 
@@ -85,11 +98,15 @@ def _load_config_file(path: Path) -> dict[str, Any]:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise UserError(f"--config {path}: invalid TOML: {e}") from None
+        except RecursionError:
+            raise UserError(f"--config {path}: nested too deeply to be a config") from None
     else:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise UserError(f"--config {path}: invalid JSON: {e}") from None
+        except RecursionError:
+            raise UserError(f"--config {path}: nested too deeply to be a config") from None
     if not isinstance(data, dict):
         raise UserError(f"--config {path}: expected a table/object of config fields")
     return data
@@ -192,6 +209,19 @@ def _checkpoint_for(target: Path, which: str) -> Path:
     return target
 
 
+def _check_video_target(out: Path) -> None:
+    """Before any work: a .mp4 path whose directory exists or can be made, and is writable."""
+    if out.suffix != ".mp4":
+        raise UserError(f"--video {out}: the file must end in .mp4")
+    if out.is_dir():
+        raise UserError(f"--video {out}: is a directory; give a file name ending in .mp4")
+    base = out.absolute().parent
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
+        raise UserError(f"--video {out}: cannot write there ({base} is not a writable directory)")
+
+
 def cmd_eval(argv: list[str]) -> int:
     from trustpg.agent import Agent
 
@@ -209,6 +239,11 @@ def cmd_eval(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.episodes < 1:
         raise UserError(f"--episodes must be >= 1, got {args.episodes}")
+    if args.seed is not None and not 0 <= args.seed < MAX_SEED - args.episodes:
+        raise UserError(f"--seed {args.seed} is invalid: must be in [0, {MAX_SEED - args.episodes - 1}] "
+                        "(episode k uses seed + k; Gymnasium seeds are non-negative)")  # fmt: skip
+    if args.video is not None:
+        _check_video_target(args.video)
     _import_env_modules(args.env_module)
     if args.video is not None and not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", "egl")  # headless MuJoCo rendering

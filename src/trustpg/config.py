@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 Algo = Literal["trpo", "npg", "vpg"]
+#: Seeds are below 2**32 (NumPy's legacy and most libraries' range); trustpg derives other seeds
+#: by adding offsets, which must stay within torch's 64-bit generator seeds.
+MAX_SEED = 2**32
 _VALIDATE = True
 
 
@@ -260,7 +263,13 @@ def validate(c: TrainConfig) -> None:
         if isinstance(v, float) and not math.isfinite(v):
             raise ValueError(f"{f.name}={v!r} is invalid: must be finite")
     _need(bool(c.env), "env", c.env, "a Gymnasium environment id such as CartPole-v1")
-    _need(c.seed >= 0, "seed", c.seed, ">= 0 (Gymnasium seeds must be non-negative)")
+    _need(0 <= c.seed < MAX_SEED, "seed", c.seed,
+          f"in [0, {MAX_SEED - 1}] (Gymnasium seeds are non-negative; torch's fit in 64 bits with the "
+          "offsets trustpg adds)")  # fmt: skip
+    cores = usable_cores()
+    for name in ("torch_threads", "update_threads"):
+        _need(getattr(c, name) <= cores, name, getattr(c, name),
+              f"<= {cores}, the cores this process may use (more threads only slow it down)")  # fmt: skip
     _need(-20.0 <= c.log_std_init <= 5.0, "log_std_init", c.log_std_init, "in [-20, 5] (σ = e^log_std)")
     _need(c.run_name is None or (c.run_name not in ("", ".", "..") and not set("/\\") & set(c.run_name)),
           "run_name", c.run_name, "unset or a directory name without / or \\")  # fmt: skip

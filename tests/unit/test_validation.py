@@ -25,7 +25,8 @@ BAD_API = [
     ("steps", 0, ValueError, ">= 1"),
     ("steps", 1.5, TypeError, "an int"),
     ("steps", True, TypeError, "an int"),
-    ("seed", -1, ValueError, ">= 0"),
+    ("seed", -1, ValueError, "in [0, 4294967295]"),
+    ("seed", 2**64 + 1, ValueError, "in [0, 4294967295]"),
     ("num_envs", 0, ValueError, ">= 1"),
     ("steps_per_env", -3, ValueError, ">= 1"),
     ("vectorization", "threads", ValueError, "sync"),
@@ -81,7 +82,9 @@ BAD_API = [
     ("critic_process", "no", TypeError, "true or false"),
     ("progress", 0, TypeError, "true or false"),
     ("torch_threads", 0, ValueError, ">= 1"),
+    ("torch_threads", 100_000, ValueError, "the cores this process may use"),
     ("update_threads", -1, ValueError, ">= 0"),
+    ("update_threads", 100_000, ValueError, "the cores this process may use"),
 ]
 
 
@@ -113,7 +116,12 @@ def test_api_coerces_what_json_and_users_naturally_pass():
 BAD_CLI = [
     (["--steps", "0"], "steps=0 is invalid: must be >= 1"),
     (["--steps", "abc"], "--steps"),
-    (["--seed", "-1"], "seed=-1 is invalid: must be >= 0"),
+    (["--seed", "-1"], "seed=-1 is invalid: must be in [0, 4294967295]"),
+    (["--seed", str(2**64 + 5)], "is invalid: must be in [0, 4294967295]"),
+    (["--torch-threads", "100000"], "torch_threads=100000 is invalid: must be <= "),
+    (["--steps-per-env", "1000000000"], "choose a smaller num_envs or steps_per_env"),
+    (["--hidden-sizes", "100000", "100000"], "choose smaller hidden_sizes"),
+    (["--run-name", "x" * 300], "shorter --run-name"),
     (["--gamma", "x"], "--gamma"),
     (["--gamma", "1.5"], "gamma=1.5 is invalid: must be in [0, 1]"),
     (["--algo", "ppo"], "'ppo'"),
@@ -138,6 +146,56 @@ def test_cli_bad_input_is_one_line_exit_2_no_traceback(args, message, capsys, tm
     assert err.startswith("trustpg: error: ") and message in err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not any(tmp_path.iterdir())  # nothing was started
+
+
+def test_cli_config_file_nested_too_deeply_or_too_large_is_one_line(capsys, tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"a":' * 100_000 + "1" + "}" * 100_000)
+    big = tmp_path / "big.json"
+    with open(big, "wb") as f:
+        f.truncate(64 << 30)  # sparse: 64 GiB that cost no disk, and must never be read whole
+    for path, message in ((deep, "nested too deeply"), (big, "a config file is at most")):
+        assert main(["train", "--run-dir", str(tmp_path / "runs"), "--config", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err and str(path) in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_env_that_needs_a_missing_package_names_the_extra(capsys, tmp_path):
+    pytest.importorskip("gymnasium")
+    try:
+        import Box2D  # noqa: F401
+
+        pytest.skip("Box2D is installed here")
+    except ImportError:
+        pass
+    assert main(["train", "--run-dir", str(tmp_path), "--env", "LunarLander-v3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "gymnasium[box2d]" in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--seed", "-1"], "--seed -1 is invalid"),
+        (["--seed", str(2**64)], "is invalid"),
+        (["--video", "out.avi"], "must end in .mp4"),
+        (["--video", "{blocker}/sub/x.mp4"], "cannot write there"),
+    ],
+)
+def test_cli_eval_bad_input_is_one_line_before_any_work(args, message, capsys, tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    args = [a.replace("{blocker}", str(blocker)) for a in args]
+    train = ["train", "--run-dir", str(tmp_path), "--run-name", "r", "--steps", "128", "--num-envs", "2"]
+    assert main([*train, "--steps-per-env", "64", "--eval-episodes", "0", "--no-progress"]) == 0
+    capsys.readouterr()
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    assert main(["eval", str(tmp_path / "r"), "--episodes", "1", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
 
 
 def test_cli_help_still_works(capsys):
