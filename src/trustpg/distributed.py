@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from trustpg.config import TrainConfig
 from trustpg.envs import EnvSource, is_custom
+from trustpg.ray_connect import connect_ray
 from trustpg.rollout import NORM_EPS, Batch, Collector, EnvFault, RunningMeanStd
 
 RAY_HINT = "pip install 'trustpg[ray]'"
@@ -220,7 +221,7 @@ class RayCollector:
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
             if c.ray_address:
-                ray.init(address=c.ray_address)
+                connect_ray(ray, c.ray_address)
             else:  # a local instance; as many CPUs as workers so that no actor waits forever
                 ray.init(num_cpus=max(os.cpu_count() or 1, c.workers), include_dashboard=False)
         self._remote = ray.remote(num_cpus=1)(RolloutWorker)
