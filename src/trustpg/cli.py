@@ -236,7 +236,12 @@ def cmd_eval(argv: list[str]) -> int:
     p.add_argument("--video", type=Path, default=None,
                    help="record the first episode to this .mp4 (pip install 'trustpg[video]')")  # fmt: skip
     p.add_argument("--env-module", action="append", default=[], help="import PKG to register its envs")
+    p.add_argument("--max-episode-steps", type=int, default=None,
+                   help="cut each episode after this many steps (default: the env's time limit, or "
+                   "100000 with a warning for an env without one)")  # fmt: skip
     args = p.parse_args(argv)
+    if args.max_episode_steps is not None and args.max_episode_steps < 1:
+        raise UserError(f"--max-episode-steps must be >= 1, got {args.max_episode_steps}")
     if args.episodes < 1:
         raise UserError(f"--episodes must be >= 1, got {args.episodes}")
     if args.seed is not None and not 0 <= args.seed < MAX_SEED - args.episodes:
@@ -248,7 +253,8 @@ def cmd_eval(argv: list[str]) -> int:
     if args.video is not None and not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", "egl")  # headless MuJoCo rendering
     agent = Agent.load(_checkpoint_for(args.run, args.checkpoint))
-    mean, std, _ = agent.evaluate(args.episodes, args.deterministic, args.seed, video=args.video)
+    mean, std, _ = agent.evaluate(args.episodes, args.deterministic, args.seed, video=args.video,
+                                  max_episode_steps=args.max_episode_steps)  # fmt: skip
     if args.video is not None:
         print(f"wrote {args.video}")
     kind = "deterministic" if args.deterministic else "stochastic"

@@ -22,7 +22,15 @@ from trustpg.config import TrainConfig
 from trustpg.errors import UserError
 from trustpg.logger import software_versions
 from trustpg.rollout import EnvFault
-from trustpg.rundir import check_creatable, check_new_run, checkpoint_file, locked, read_json, write_json
+from trustpg.rundir import (
+    check_creatable,
+    check_new_run,
+    check_not_foreign,
+    checkpoint_file,
+    locked,
+    read_json,
+    write_json,
+)
 from trustpg.trainer import TrainingFault
 
 #: Fields that make a run what it is: resuming with another value would relabel the run or
@@ -99,7 +107,11 @@ def train_in_dir(config: TrainConfig, resume: Path | None) -> int:
 
         check_envpool_env(config.env)
     if resume is None:
-        check_new_run(run)  # again under the lock: another process may have written meanwhile
+        check_not_foreign(run)  # before the lock file is written into it
+    if config.workers and config.ray_address:  # a cluster that does not answer: before any file
+        from trustpg.ray_connect import check_ray_address
+
+        check_ray_address(config.ray_address)
     agent = None if resume is not None else Agent(config)  # validates env and sizes, writes nothing
     with locked(run):
         if resume is not None:

@@ -68,13 +68,21 @@ def check_new_run(run: Path) -> bool:
     """Before a fresh (not ``--resume``) run in ``run``: UserError if it already holds a run with
     a checkpoint or holds files that are not a run. Returns True if ``run`` holds a run that never
     wrote a checkpoint (it is started again from the beginning, not a dead end)."""
-    check_creatable(run)
-    if not run.exists() or all(p.name == LOCK_NAME for p in run.iterdir()):
+    if not check_not_foreign(run):
         return False
     if checkpoint_file(run).is_file():
         raise UserError(
             f"{run} already holds a run; continue it with --resume {run}, or use another --run-name"
         )
+    return True
+
+
+def check_not_foreign(run: Path) -> bool:
+    """UserError if ``run`` cannot be made or is a non-empty directory that is not a run (nothing
+    is written into it, not even the lock file). Returns True if ``run`` holds anything."""
+    check_creatable(run)
+    if not run.exists() or all(p.name == LOCK_NAME for p in run.iterdir()):
+        return False
     if is_run(run):
         return True
     raise UserError(

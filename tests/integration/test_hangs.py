@@ -309,11 +309,6 @@ def test_ray_address_without_a_cluster_is_one_line_exit_2(tmp_path, address):
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="run.train_in_dir must call trustpg.ray_connect.check_ray_address(config.ray_address) "
-    "before it makes the run directory (remove this marker then)",
-)
 def test_ray_address_without_a_cluster_creates_no_run_directory(tmp_path):
     out = _no_cluster_run(tmp_path, "ray://127.0.0.1:1")
     assert out.returncode == 2, out.stderr

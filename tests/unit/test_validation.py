@@ -181,6 +181,7 @@ def test_cli_env_that_needs_a_missing_package_names_the_extra(capsys, tmp_path):
         (["--seed", "-1"], "--seed -1 is invalid"),
         (["--seed", str(2**64)], "is invalid"),
         (["--video", "out.avi"], "must end in .mp4"),
+        (["--max-episode-steps", "0"], "--max-episode-steps must be >= 1"),
         (["--video", "{blocker}/sub/x.mp4"], "cannot write there"),
     ],
 )
