@@ -99,9 +99,9 @@ def load_checkpoint(
         raise CheckpointError(f"no checkpoint at {path} (expected a {SUFFIX} file)")
     raw, header = read_checkpoint_file(p)
     metadata = header.get("__metadata__")
-    text = metadata.get("trustpg") if isinstance(metadata, dict) else None
-    if not isinstance(text, str):
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("trustpg"), str):
         raise CheckpointError(f"{p} is a safetensors file but not a trustpg checkpoint")
+    text = metadata["trustpg"]
     try:
         meta = parse_json(text)
     except ValueError as e:

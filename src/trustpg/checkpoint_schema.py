@@ -14,6 +14,7 @@ from typing import Any
 
 from torch import Tensor
 
+from trustpg.checkpoint_format import parse_json
 from trustpg.envstate import decode
 from trustpg.memory import available_memory, estimate_model_bytes, gib
 
@@ -44,6 +45,14 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
+def _is_finite(v: Any) -> bool:
+    """A finite number (an int of 400 digits is finite but overflows float: refused too)."""
+    try:
+        return _is_number(v) and math.isfinite(v)
+    except OverflowError:
+        return False
+
+
 def _sizes(v: Any) -> bool:
     return isinstance(v, list) and len(v) >= 1 and all(_is_int(h) and h >= 1 for h in v)
 
@@ -55,16 +64,17 @@ def check_meta(meta: dict[str, Any], tensors: dict[str, Tensor]) -> None:
             _need(name in meta, name, None, "present (every agent checkpoint has it)")
     for name in ("updates", "env_steps", "episodes", "skips_in_row"):
         if name in meta:
-            _need(_is_int(meta[name]) and meta[name] >= 0, name, meta[name], "an int >= 0")
+            v = meta[name]
+            _need(_is_int(v) and 0 <= v < 2**63, name, v, "an int in [0, 2^63)")
     if "wall_time" in meta:
         v = meta["wall_time"]
-        _need(_is_number(v) and math.isfinite(v) and v >= 0, "wall_time", v, "a number >= 0")
+        _need(_is_finite(v) and v >= 0, "wall_time", v, "a number >= 0")
     if "best_eval" in meta:
         v = meta["best_eval"]
-        _need(v is None or (_is_number(v) and math.isfinite(v)), "best_eval", v, "null or a number")
+        _need(v is None or _is_finite(v), "best_eval", v, "null or a number")
     if "value_losses_unreported" in meta:
         v = meta["value_losses_unreported"]
-        ok = v is None or (isinstance(v, list) and len(v) == 2 and all(x is None or _is_number(x) for x in v))
+        ok = v is None or (isinstance(v, list) and len(v) == 2 and all(x is None or _is_finite(x) for x in v))
         _need(ok, "value_losses_unreported", v, "null or a list of two numbers/nulls")
     for name in ("policy_class",):
         if name in meta:
@@ -94,6 +104,12 @@ def _check_config(config: Any, tensors: dict[str, Tensor]) -> None:
     """The config's type, and that its networks fit in memory (before any is built). The
     observation size comes from the saved normaliser; the action size is taken as 1 (a lower bound)."""
     _need(isinstance(config, dict), "config", config, "an object of TrainConfig fields")
+    kwargs = config.get("env_kwargs")
+    if isinstance(kwargs, str):  # JSON inside the JSON: parsed by the config with no depth limit
+        try:
+            parse_json(kwargs)
+        except ValueError as e:
+            raise FieldError(f"field config.env_kwargs is invalid: {str(e)[:80]}") from None
     hidden, vf = config.get("hidden_sizes", [64, 64]), config.get("vf_hidden_sizes")
     if not _sizes(hidden) or not (vf is None or _sizes(vf)):
         return  # wrong types: TrainConfig.from_dict names them when the agent is built
@@ -114,7 +130,7 @@ def _encoded_array(field: str, v: Any) -> Any:
     _need(isinstance(v, dict) and "__ndarray__" in v, field, v, "an encoded array")
     try:
         return decode(v)
-    except (KeyError, TypeError, ValueError) as e:  # bad dtype, base64, or shape for the data
+    except (KeyError, TypeError, ValueError, OverflowError) as e:  # bad dtype, base64 or shape
         raise FieldError(f"field {field} is invalid: not a decodable array ({_show(e)})") from None
 
 

@@ -102,10 +102,17 @@ def _cgroup_room() -> int | None:
 
 def gib(n: float) -> str:
     """``n`` bytes for a message: 48.4 TB, 1.5 GB, 300 MB, 12 kB (binary units)."""
+    if n >= 1 << 80:  # beyond any machine (and beyond what a float can divide, for huge ints)
+        return "over a billion TB"
     for unit, size in (("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
         if n >= size:
             return f"{n / size:.1f} {unit}"
     return f"{int(n)} bytes"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def check_memory(
@@ -123,13 +130,13 @@ def check_memory(
     if avail is None or model + batch <= avail:
         return
     if model >= batch:
-        fields = f"hidden_sizes={hidden}" + (
-            f", vf_hidden_sizes={critic_hidden}" if critic_hidden != hidden else ""
+        fields = f"hidden_sizes={_short(hidden)}" + (
+            f", vf_hidden_sizes={_short(critic_hidden)}" if critic_hidden != hidden else ""
         )
         what = f"networks of about {gib(model)}"
         fix = "choose smaller hidden_sizes / vf_hidden_sizes"
     else:
-        fields = f"num_envs={config.num_envs} × steps_per_env={config.steps_per_env}"
+        fields = f"num_envs={_short(config.num_envs)} × steps_per_env={_short(config.steps_per_env)}"
         what = f"batches of about {gib(batch)}"
         fix = "choose a smaller num_envs or steps_per_env"
     raise ValueError(

@@ -318,7 +318,7 @@ class Collector:
                 self._obs = decode(state["obs"])
                 self._disc_ret, self._ep_ret = decode(state["disc_ret"]), decode(state["ep_ret"])
                 self._ep_len = decode(state["ep_len"])
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:  # a crafted state
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:  # crafted
             raise CheckpointError(
                 f"the env state in the checkpoint cannot be restored ({type(e).__name__}: {e}); "
                 "it was edited or written for other envs: resume from another checkpoint"

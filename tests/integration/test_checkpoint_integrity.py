@@ -95,6 +95,7 @@ CRAFTED = [
     ("updates", "abc", "updates='abc'"),
     ("env_steps", -5, "env_steps=-5"),
     ("wall_time", "soon", "wall_time='soon'"),
+    ("wall_time", 10**400, "wall_time=1000"),  # finite as an int, overflows a float
     ("skips_in_row", 1.5, "skips_in_row=1.5"),
     ("config", [], "config=[]"),
     ("vf_opt", 5, "vf_opt=5"),
@@ -106,7 +107,7 @@ CRAFTED = [
 ]
 
 
-@pytest.mark.parametrize("field, value, named", CRAFTED, ids=[f"{f}={v!r}" for f, v, _ in CRAFTED])
+@pytest.mark.parametrize("field, value, named", CRAFTED, ids=[f"{f}={v!r}"[:30] for f, v, _ in CRAFTED])
 def test_crafted_field_of_the_wrong_type_is_one_checkpoint_error_naming_it(tmp_path, field, value, named):
     agent, _ = _saved(tmp_path)
     tensors, meta = _state(agent)
@@ -115,6 +116,14 @@ def test_crafted_field_of_the_wrong_type_is_one_checkpoint_error_naming_it(tmp_p
     with pytest.raises(CheckpointError, match=r"checkpoint field ") as err:
         Agent.load(path)
     assert named in str(err.value) and str(path) in str(err.value)
+
+
+def test_json_bomb_in_the_config_env_kwargs_is_refused_naming_it(tmp_path):
+    agent, _ = _saved(tmp_path)
+    tensors, meta = _state(agent)
+    meta["config"]["env_kwargs"] = "[" * 5000 + "]" * 5000  # JSON in a JSON string: not seen by the scan
+    with pytest.raises(CheckpointError, match=r"field config\.env_kwargs is invalid: JSON nested 5000 deep"):
+        Agent.load(save_checkpoint(tmp_path / "crafted", tensors, meta))
 
 
 def test_missing_counter_is_refused_naming_it(tmp_path):
