@@ -107,7 +107,7 @@ def load_checkpoint(
     except ValueError as e:
         raise CheckpointError(f"{p} has a corrupt header: {e}") from None
     version = meta.get("format_version") if isinstance(meta, dict) else None
-    if version not in READABLE_VERSIONS or not isinstance(meta, dict):
+    if type(version) is not int or version not in READABLE_VERSIONS or not isinstance(meta, dict):
         raise CheckpointError(
             f"{p} has checkpoint format {version!r}; this trustpg reads formats "
             f"{', '.join(map(str, READABLE_VERSIONS))} (a newer trustpg may read it)"
