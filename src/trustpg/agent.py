@@ -235,7 +235,10 @@ class Agent:
             config = TrainConfig.from_dict({**_fit_threads(meta["config"], overrides), **overrides})
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{path}: checkpoint config is invalid: {e}") from None
-        agent = Agent(config, policy, env)
+        try:
+            agent = Agent(config, policy, env)
+        except ValueError as e:  # an env id unknown here, sizes this machine cannot hold, ...
+            raise CheckpointError(f"{path}: {e}") from None
         try:
             agent.trainer.load_state(tensors, meta)
         except (KeyError, RuntimeError) as e:

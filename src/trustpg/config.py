@@ -213,6 +213,8 @@ def parse_env_kwargs(text: str) -> dict[str, Any]:
     except json.JSONDecodeError as e:
         msg = f"env_kwargs={text!r} is invalid: env_kwargs must be a JSON object ({e.msg})"
         raise ValueError(msg) from None
+    except RecursionError:
+        raise ValueError(f"env_kwargs={text[:40]!r}... is invalid: nested too deeply") from None
     if not isinstance(value, dict):
         raise ValueError(f"env_kwargs={text!r} is invalid: env_kwargs must be a JSON object")
     return value

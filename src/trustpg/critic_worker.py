@@ -18,6 +18,7 @@ little-endian) so that the parent can read it with a deadline; EOF ends the chil
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import struct
@@ -155,8 +156,13 @@ def main() -> None:
             reply = {"error": f"{type(e).__name__}: {e}"}
         reply["seconds"] = time.perf_counter() - t0  # the parent's deadlines scale with it
         data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-        stdout.write(struct.pack("<Q", len(data)) + data)
-        stdout.flush()
+        try:
+            stdout.write(struct.pack("<Q", len(data)) + data)
+            stdout.flush()
+        except BrokenPipeError:  # the parent is gone (exited without closing us): end quietly
+            with contextlib.suppress(OSError):
+                os.close(stdout.fileno())
+            return
 
 
 if __name__ == "__main__":
