@@ -1,9 +1,10 @@
-"""Seeded learning tests: the foundation issue's bars, each well under a minute on 2 CPU cores."""
+"""Seeded learning tests: the foundation issue's bars, each asserted over seeds 0-2, and determinism."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from _learning import assert_solves_cartpole, median, summary, train_seeds
 
 from trustpg import NPG, TRPO, VPG
 from trustpg.linalg import flat_params
@@ -18,37 +19,41 @@ def _learn(agent, steps):
     return rows
 
 
+# Each learning test trains seeds 0, 1 and 2 and asserts over them (tests/integration/_learning.py
+# says why one seed is no test). The numbers quoted are final evaluations over seeds 0-19 (0-9 for
+# Pendulum) measured at commit 307639e.
+
+
 def test_trpo_solves_cartpole_within_100k_steps():
-    agent = TRPO("CartPole-v1", seed=0)
-    rows = _learn(agent, 100_000)
-    assert rows[-1]["env_steps"] <= 100_352
-    mean, _, _ = agent.evaluate(10)
-    assert mean >= 475
-    # the constraint held on every accepted update
-    assert all(r["measured_kl"] <= 0.01 + 1e-9 for r in rows if not r["skipped"])
+    runs = train_seeds(lambda seed: TRPO("CartPole-v1", seed=seed, eval_every=5), 100_000)
+    assert_solves_cartpole(runs, max_kl=0.01)
 
 
 def test_npg_solves_cartpole_within_100k_steps():
-    agent = NPG("CartPole-v1", seed=0)
-    _learn(agent, 100_000)
-    mean, _, _ = agent.evaluate(10)
-    assert mean >= 475
+    # On CartPole TRPO's line search accepts every full step, so these runs equal TRPO's
+    # (measured on seeds 0-19); the test still covers NPG's own step (no line search).
+    runs = train_seeds(lambda seed: NPG("CartPole-v1", seed=seed, eval_every=5), 100_000)
+    assert_solves_cartpole(runs, max_kl=None)
 
 
 def test_trpo_pendulum_within_250k_steps():
-    agent = TRPO("Pendulum-v1", seed=0, **preset_overrides("classic", "Pendulum-v1"))
-    _learn(agent, 250_000)
-    mean, _, _ = agent.evaluate(10)
-    assert mean >= -250
+    # Seeds 0-9 end at -182 to -128 (untrained: -1,175 to -1,020): every seed clears -250 by ≥ 68.
+    runs = train_seeds(
+        lambda seed: TRPO("Pendulum-v1", seed=seed, **preset_overrides("classic", "Pendulum-v1")), 250_000
+    )
+    assert median(r.final for r in runs) >= -250, summary(runs)
+    assert all(row["measured_kl"] <= 0.01 + 1e-9 for r in runs for row in r.rows if not row["skipped"])
 
 
 def test_vpg_clearly_improves_on_cartpole():
-    agent = VPG("CartPole-v1", seed=0)
-    before, _, _ = agent.evaluate(10)
-    rows = _learn(agent, 100_000)
-    after, _, _ = agent.evaluate(10)
-    assert after >= 2 * before and after >= 100
-    assert rows[-1]["mean_return"] > 1.5 * rows[0]["mean_return"]
+    runs = train_seeds(lambda seed: VPG("CartPole-v1", seed=seed), 100_000)
+    # Seeds 0-19: final evaluation 124-193 (median 166). The evaluation of the untrained
+    # (deterministic) policy is no baseline: it ranges from 9 to 500 over seeds 0-19 (seed 1: 247).
+    assert median(r.final for r in runs) >= 100, summary(runs)
+    # The training return of the stochastic policy starts at 19-24 on every seed and ends at 36-47,
+    # 1.53-2.09x (median 1.78); a policy that does not learn stays at ~1x.
+    ratios = [r.rows[-1]["mean_return"] / r.rows[0]["mean_return"] for r in runs]
+    assert median(ratios) >= 1.5, summary(runs)
 
 
 @pytest.mark.parametrize("algo", ["trpo", "vpg"])
