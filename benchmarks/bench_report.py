@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from trustpg.config import TrainConfig
-from trustpg.logger import read_metrics
-from trustpg.plotting import plot_runs
-from trustpg.presets import PRESETS, preset_overrides
+from trustpg.config.presets import PRESETS, preset_overrides
+from trustpg.config.train_config import TrainConfig
+from trustpg.io.logger import read_metrics
+from trustpg.io.plotting import plot_runs
 
 CMD = "python benchmarks/mujoco_bench.py"
 

@@ -36,8 +36,10 @@ import torch
 from phases import _timed  # type: ignore[import-not-found]  # benchmarks/phases.py, same directory
 from throughput import _raw  # type: ignore[import-not-found]
 
-from trustpg import TRPO, fast_actor, mlp_fisher, steps
-from trustpg.presets import PRESETS, preset_overrides
+from trustpg import TRPO
+from trustpg.accel import fast_actor, mlp_fisher
+from trustpg.config.presets import PRESETS, preset_overrides
+from trustpg.core import steps
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-from trustpg.optim import Adam
-from trustpg.policies import Critic
-from trustpg.rollout import make_vec_env
-from trustpg.value import fit_value
+from trustpg.core.optim import Adam
+from trustpg.nets.policies import Critic
+from trustpg.sampling.rollout import make_vec_env
+from trustpg.train.value import fit_value
 
 OUT = Path(__file__).resolve().parent / "results" / "contention.json"
 

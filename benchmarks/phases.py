@@ -25,8 +25,12 @@ from typing import Any
 from throughput import _raw  # type: ignore[import-not-found]  # benchmarks/throughput.py
 
 import trustpg
-from trustpg import TRPO, fast_actor, rollout, steps, value
-from trustpg.presets import preset_overrides
+from trustpg import TRPO
+from trustpg.accel import fast_actor
+from trustpg.config.presets import preset_overrides
+from trustpg.core import steps
+from trustpg.sampling import rollout
+from trustpg.train import value
 
 
 def _timed(owner: Any, name: str, key: str, totals: dict[str, float]) -> None:

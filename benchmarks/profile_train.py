@@ -15,7 +15,7 @@ import cProfile
 import pstats
 
 from trustpg import TRPO
-from trustpg.presets import preset_overrides
+from trustpg.config.presets import preset_overrides
 
 PHASES = {
     "total (Trainer.iterate)": "trainer.py:{iterate}",

@@ -32,8 +32,8 @@ WORKERS = (1, 2, 8, 16, 32, 64, 128, 256)
 
 
 def _config(env: str, workers: int, steps_per_env: int):
-    from trustpg.config import TrainConfig
-    from trustpg.presets import preset_overrides
+    from trustpg.config.presets import preset_overrides
+    from trustpg.config.train_config import TrainConfig
 
     over = preset_overrides(ENVS[env]["preset"], env) if ENVS[env] else {}
     over.update(steps_per_env=steps_per_env, num_envs=8, workers=workers, progress=False, tensorboard=False)
@@ -54,11 +54,11 @@ def _nbytes(tree) -> int:
 
 
 def measure(env: str, workers: int, iters: int, steps_per_env: int) -> dict:
-    import trustpg.trainer
-    from trustpg.trainer import Trainer
+    import trustpg.train.value
+    from trustpg.train.trainer import Trainer
 
     trainer = Trainer(_config(env, workers, steps_per_env))
-    fit = trustpg.trainer.fit_value
+    fit = trustpg.train.value.fit_value
     spent: dict[str, float] = {}
 
     def timed_fit(*args, **kwargs):
@@ -67,7 +67,7 @@ def measure(env: str, workers: int, iters: int, steps_per_env: int) -> dict:
         spent["critic_fit"] = time.perf_counter() - t
         return out
 
-    trustpg.trainer.fit_value = timed_fit
+    trustpg.train.value.fit_value = timed_fit
     rows: list[dict[str, float]] = []
     try:
         col = trainer._ensure_collector()
@@ -97,7 +97,7 @@ def measure(env: str, workers: int, iters: int, steps_per_env: int) -> dict:
         weights = {**trainer.actor.state_dict(), **trainer.critic.state_dict()}
     finally:
         trainer.close()
-        trustpg.trainer.fit_value = fit
+        trustpg.train.value.fit_value = fit
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     batch = trainer.config.batch_size
     med.update(

@@ -1,4 +1,4 @@
-"""What does ``step_timeout`` cost per step? (issue 18, trustpg.watchdog)
+"""What does ``step_timeout`` cost per step? (issue 18, trustpg.envs.watchdog)
 
     python benchmarks/step_timeout.py [--env Hopper-v5] [--num-envs 8] [--rollouts 30]
 
@@ -23,9 +23,9 @@ import timeit
 import gymnasium as gym
 import numpy as np
 
-from trustpg.policies import Critic, make_actor
-from trustpg.rollout import Collector, make_vec_env
-from trustpg.watchdog import TimedVectorEnv
+from trustpg.envs.watchdog import TimedVectorEnv
+from trustpg.nets.policies import Critic, make_actor
+from trustpg.sampling.rollout import Collector, make_vec_env
 
 
 class _NoOp:

@@ -45,7 +45,7 @@ def _has_envpool() -> bool:
 def _raw(env_id: str, num_envs: int, steps: int, vectorization: str, env_kwargs: dict | None = None) -> float:
     """Steps/s of random-action stepping of trustpg's vector env: the simulator's limit (also used by
     benchmarks/phases.py and benchmarks/budget.py)."""
-    from trustpg.rollout import make_vec_env
+    from trustpg.sampling.rollout import make_vec_env
 
     env = make_vec_env(env_id, num_envs, vectorization, env_kwargs=env_kwargs)
     env.reset(seed=0)
@@ -62,7 +62,7 @@ def _raw(env_id: str, num_envs: int, steps: int, vectorization: str, env_kwargs:
 
 def _trustpg(env_id: str, num_envs: int, steps: int, vectorization: str, update_threads: int = 1) -> float:
     from trustpg import TRPO
-    from trustpg.presets import preset_overrides
+    from trustpg.config.presets import preset_overrides
 
     preset = preset_overrides("mujoco", env_id) if env_id in MUJOCO else {}
     preset.update(num_envs=num_envs, vectorization=vectorization, update_threads=update_threads,
@@ -182,14 +182,15 @@ def _tianshou(env_id: str, steps: int) -> float:
 def _fvp(method: str, batch: int) -> float:
     import torch
 
-    from trustpg.fisher import fisher_vector_product
-    from trustpg.policies import Actor
+    from trustpg.accel.mlp_fisher import fast_fvp
+    from trustpg.core.fisher import fisher_vector_product
+    from trustpg.nets.policies import Actor
 
     torch.manual_seed(0)
     policy = Actor(11, 3, "gaussian", (64, 64))
     obs = torch.randn(batch, 11)
     v = torch.randn(sum(p.numel() for p in policy.parameters()))
-    fvp = fisher_vector_product(policy, obs, method=method)
+    fvp = fisher_vector_product(policy, obs, method=method, fast=fast_fvp)  # as the trainer does
     fvp(v)
     t = time.perf_counter()
     for _ in range(20):
@@ -212,8 +213,8 @@ def measure(kind: str, *args: object, python: str | os.PathLike = sys.executable
 
 def preset_envs(env_id: str) -> int:
     """The env count trustpg trains ``env_id`` with (its MuJoCo preset; the default config else)."""
-    from trustpg.config import TrainConfig
-    from trustpg.presets import preset_overrides
+    from trustpg.config.presets import preset_overrides
+    from trustpg.config.train_config import TrainConfig
 
     if env_id in MUJOCO:
         return int(preset_overrides("mujoco", env_id).get("num_envs", TrainConfig().num_envs))

@@ -23,9 +23,10 @@ from typing import Any
 
 import torch
 
-from trustpg import TRPO, steps
-from trustpg.linalg import flat_params, set_flat_params
-from trustpg.presets import preset_overrides
+from trustpg import TRPO
+from trustpg.config.presets import preset_overrides
+from trustpg.core import steps
+from trustpg.core.linalg import flat_params, set_flat_params
 
 RESULTS = Path(__file__).resolve().parent / "results" / "update_threads.json"
 

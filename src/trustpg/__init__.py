@@ -10,14 +10,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from trustpg.agent import NPG, TRPO, VPG, Agent
-    from trustpg.config import TrainConfig
+    from trustpg.config.train_config import TrainConfig
+    from trustpg.train.agent import NPG, TRPO, VPG, Agent
 
 __all__ = ["NPG", "TRPO", "VPG", "Agent", "TrainConfig"]
 __version__ = "0.1.0"
 
-_WHERE = {"NPG": "trustpg.agent", "TRPO": "trustpg.agent", "VPG": "trustpg.agent",
-          "Agent": "trustpg.agent", "TrainConfig": "trustpg.config"}  # fmt: skip
+_WHERE = {"NPG": "trustpg.train.agent", "TRPO": "trustpg.train.agent", "VPG": "trustpg.train.agent",
+          "Agent": "trustpg.train.agent", "TrainConfig": "trustpg.config.train_config"}  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:

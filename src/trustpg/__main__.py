@@ -1,5 +1,5 @@
 import sys
 
-from trustpg.console import main
+from trustpg.app.console import main
 
 sys.exit(main())

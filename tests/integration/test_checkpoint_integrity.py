@@ -17,12 +17,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-import trustpg.steps as steps_mod
+import trustpg.core.steps as steps_mod
 from trustpg import NPG, TRPO, VPG, Agent
-from trustpg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from trustpg.cli import main
-from trustpg.linalg import CGResult, flat_params
-from trustpg.trainer import TrainingFault
+from trustpg.app.cli import main
+from trustpg.core.linalg import CGResult, flat_params
+from trustpg.errors import CheckpointError, TrainingFault
+from trustpg.io.checkpoint import load_checkpoint, save_checkpoint
 
 SMALL = dict(num_envs=2, steps_per_env=32, progress=False, tensorboard=False, eval_episodes=0)
 FACTORIES = {"trpo": TRPO, "npg": NPG, "vpg": VPG}
@@ -36,7 +36,7 @@ def _saved(tmp_path, algo: str = "trpo", **extra) -> tuple[Agent, object]:
 
 def _state(agent: Agent) -> tuple[dict, dict]:
     tensors, meta = agent.trainer.state()
-    meta["policy_class"] = "trustpg.policies.Actor"
+    meta["policy_class"] = "trustpg.nets.policies.Actor"
     return tensors, meta
 
 
@@ -59,7 +59,7 @@ def test_edited_header_field_is_refused_naming_the_file(tmp_path, edit):
 
 
 def test_format_1_agent_checkpoint_still_loads_with_a_warning(tmp_path, caplog):
-    from trustpg.checkpoint_format import tensor_digest
+    from trustpg.io.checkpoint_format import tensor_digest
 
     agent, _ = _saved(tmp_path)
     tensors, meta = _state(agent)
@@ -154,7 +154,8 @@ def test_crafted_env_state_value_stops_the_resume_with_a_checkpoint_error(tmp_pa
 _HUGE_CHILD = textwrap.dedent("""
     import sys
     from trustpg import TRPO, Agent
-    from trustpg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from trustpg.io.checkpoint import load_checkpoint, save_checkpoint
+    from trustpg.errors import CheckpointError
     agent = TRPO("CartPole-v1", num_envs=2, steps_per_env=32, progress=False, tensorboard=False)
     tensors, meta = agent.trainer.state()
     meta["config"]["hidden_sizes"] = [1_000_000, 1_000_000]

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from trustpg import TRPO, Agent
-from trustpg.cli import main
-from trustpg.logger import COLUMNS, read_metrics
+from trustpg.app.cli import main
+from trustpg.io.logger import COLUMNS, read_metrics
 
 
 def test_train_eval_and_load_from_python(tmp_path, capsys):

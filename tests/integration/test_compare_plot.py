@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from trustpg.cli import main
-from trustpg.plotting import aggregate
+from trustpg.app.cli import main
+from trustpg.io.plotting import aggregate
 
 TINY = [
     "--num-envs",

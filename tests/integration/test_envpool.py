@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from trustpg import TRPO
-from trustpg.linalg import flat_params
+from trustpg.core.linalg import flat_params
 
 pytest.importorskip("envpool")
 

@@ -9,7 +9,7 @@ import csv
 
 import pytest
 
-from trustpg.cli import main
+from trustpg.app.cli import main
 from trustpg.experiments import EXPERIMENTS
 
 #: The files each experiment must write (besides any others).
@@ -57,8 +57,8 @@ def test_unknown_experiment_is_a_user_error(tmp_path, capsys):
 def test_hopper_experiments_keep_the_settings_their_figures_were_made_with():
     """The δ sweeps compare constant KL budgets: the MuJoCo preset's δ schedule (max_kl_final) and
     its later γ 0.995 for Hopper must not leak into them."""
+    from trustpg.config.presets import preset_overrides
     from trustpg.experiments import angle, stepsize_vs_constraint
-    from trustpg.presets import preset_overrides
 
     assert preset_overrides("mujoco", "Hopper-v5")["max_kl_final"] is not None  # what must not leak
     for tasks in (angle.TASKS, stepsize_vs_constraint.TASKS):

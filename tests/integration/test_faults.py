@@ -17,16 +17,15 @@ import _faulty_envs
 import pytest
 import torch
 
-import trustpg.checkpoint as ckpt_mod
-import trustpg.steps as steps_mod
-import trustpg.value as value_mod
+import trustpg.core.steps as steps_mod
+import trustpg.io.checkpoint as ckpt_mod
+import trustpg.train.value as value_mod
 from trustpg import NPG, TRPO, VPG, Agent
-from trustpg.checkpoint import CheckpointError, load_checkpoint
-from trustpg.cli import main
-from trustpg.linalg import CGResult, flat_params
-from trustpg.logger import read_metrics
-from trustpg.rollout import EnvFault
-from trustpg.trainer import TrainingFault
+from trustpg.app.cli import main
+from trustpg.core.linalg import CGResult, flat_params
+from trustpg.errors import CheckpointError, EnvFault, TrainingFault
+from trustpg.io.checkpoint import load_checkpoint
+from trustpg.io.logger import read_metrics
 
 SMALL = dict(num_envs=2, steps_per_env=32, progress=False, tensorboard=False, eval_episodes=0)
 FACTORIES = {"trpo": TRPO, "npg": NPG, "vpg": VPG}

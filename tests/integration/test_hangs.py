@@ -27,11 +27,11 @@ import pytest
 import torch
 
 from trustpg import TRPO
-from trustpg.checkpoint import load_checkpoint
-from trustpg.critic_process import CriticProcess
-from trustpg.ray_connect import RayConnectError, connect_ray
-from trustpg.rollout import EnvFault
-from trustpg.watchdog import Deadline, StepTimeout, TimedVectorEnv
+from trustpg.accel.critic_process import CriticProcess
+from trustpg.envs.watchdog import Deadline, StepTimeout, TimedVectorEnv
+from trustpg.errors import EnvFault, RayConnectError
+from trustpg.io.checkpoint import load_checkpoint
+from trustpg.sampling.ray_connect import connect_ray
 
 SMALL = dict(num_envs=2, steps_per_env=32, progress=False, tensorboard=False, eval_episodes=0)
 #: A test still running after this many seconds is stopped (faulthandler), i.e. it hung.
@@ -216,10 +216,10 @@ def _resume_if_alive(pid: int) -> None:
 
 
 def test_stopped_critic_worker_is_killed_and_the_fit_redone_in_process(monkeypatch, caplog):
-    from trustpg.linalg import flat_params
-    from trustpg.optim import Adam
-    from trustpg.policies import Critic
-    from trustpg.value import CriticFitter, fit_value
+    from trustpg.core.linalg import flat_params
+    from trustpg.core.optim import Adam
+    from trustpg.nets.policies import Critic
+    from trustpg.train.value import CriticFitter, fit_value
 
     monkeypatch.setattr(CriticProcess, "min_timeout", 1.0)
     g = torch.Generator().manual_seed(2)
@@ -337,7 +337,7 @@ def test_ray_connection_that_never_answers_is_cut_at_the_deadline():
 
 # -- evaluation of an env without a time limit ---------------------------------------------------
 def test_evaluation_cuts_episodes_of_an_env_without_time_limit_and_warns_once(monkeypatch, caplog):
-    import trustpg.agent as agent_mod
+    import trustpg.train.agent as agent_mod
 
     monkeypatch.setattr(agent_mod, "EVAL_MAX_STEPS", 300)
     agent = TRPO(_toy_envs.ENDLESS_ID, seed=0, **SMALL)
@@ -357,7 +357,7 @@ def test_evaluation_cuts_episodes_of_an_env_without_time_limit_and_warns_once(mo
 
 
 def test_evaluation_keeps_the_envs_own_time_limit(monkeypatch, caplog):
-    import trustpg.agent as agent_mod
+    import trustpg.train.agent as agent_mod
 
     monkeypatch.setattr(agent_mod, "EVAL_MAX_STEPS", 10)  # not used: the env has its own limit
     agent = TRPO(_toy_envs.ENDLESS_ID, seed=0, **SMALL)

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from trustpg.checkpoint import load_checkpoint
-from trustpg.logger import read_metrics
+from trustpg.io.checkpoint import load_checkpoint
+from trustpg.io.logger import read_metrics
 
 TIMING = ("seconds", "wall_time", "steps_per_sec")
 
@@ -88,7 +88,9 @@ def test_terminal_ctrl_c_checkpoints_exits_0_and_resumes_bit_exactly(tmp_path, v
     if vectorization == "async":  # async workers' env state is not captured: a fresh-episode resume
         return
     assert "Traceback" not in resumed.stderr and "critic worker" not in resumed.stderr
-    assert _strip(read_metrics(run / "metrics.csv")) == _strip(read_metrics(tmp_path / "whole" / "metrics.csv"))
+    assert _strip(read_metrics(run / "metrics.csv")) == _strip(
+        read_metrics(tmp_path / "whole" / "metrics.csv")
+    )
     ta, _ = load_checkpoint(run / "checkpoints" / "last")
     tb, _ = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last")
     assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
@@ -158,7 +160,10 @@ def test_a_second_process_on_the_same_run_directory_is_refused(tmp_path):
                    "--steps", "512", "--max-kl", "0.02", *extra]  # fmt: skip
             second = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
             assert second.returncode == 2, second.stderr
-            assert second.stderr.strip().count("\n") == 0 and "in use by another trustpg process" in second.stderr
+            assert (
+                second.stderr.strip().count("\n") == 0
+                and "in use by another trustpg process" in second.stderr
+            )
         assert (run / "config.json").read_bytes() == before
         assert first.poll() is None
     finally:

@@ -7,8 +7,8 @@ import torch
 from _learning import assert_solves_cartpole, median, summary, train_seeds
 
 from trustpg import NPG, TRPO, VPG
-from trustpg.linalg import flat_params
-from trustpg.presets import preset_overrides
+from trustpg.config.presets import preset_overrides
+from trustpg.core.linalg import flat_params
 
 pytestmark = pytest.mark.slow
 

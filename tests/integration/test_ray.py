@@ -7,8 +7,8 @@ import torch
 from _learning import assert_solves_cartpole, train_seeds
 
 from trustpg import TRPO
-from trustpg.distributed import RayCollector, WorkerRestarted
-from trustpg.linalg import flat_params
+from trustpg.core.linalg import flat_params
+from trustpg.sampling.distributed import RayCollector, WorkerRestarted
 
 ray = pytest.importorskip("ray")
 

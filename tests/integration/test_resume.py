@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from trustpg import NPG, TRPO, VPG, Agent
-from trustpg.checkpoint import load_checkpoint
-from trustpg.envstate import capture_vector_env, restore_vector_env
-from trustpg.linalg import flat_params
-from trustpg.logger import read_metrics
+from trustpg.core.linalg import flat_params
+from trustpg.envs.envstate import capture_vector_env, restore_vector_env
+from trustpg.io.checkpoint import load_checkpoint
+from trustpg.io.logger import read_metrics
 
 TIMING = ("seconds", "wall_time", "steps_per_sec")
 SMALL = dict(num_envs=2, steps_per_env=64, progress=False, tensorboard=False, eval_episodes=0)
@@ -245,8 +245,8 @@ def test_two_update_threads_are_deterministic_and_match_one_thread_to_rounding()
 
 
 def test_update_thread_count_defaults_to_at_most_two_usable_cores():
-    from trustpg.config import usable_cores
-    from trustpg.trainer import update_thread_count
+    from trustpg.config.train_config import usable_cores
+    from trustpg.train.trainer import update_thread_count
 
     assert update_thread_count(3) == 3
     assert 1 <= update_thread_count(0) <= 2

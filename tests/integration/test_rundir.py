@@ -11,13 +11,22 @@ from pathlib import Path
 
 import pytest
 
-import trustpg.agent as agent_mod
-import trustpg.rundir as rundir_mod
-from trustpg.checkpoint import load_checkpoint
-from trustpg.cli import main
-from trustpg.logger import MetricsLogger, read_metrics
+import trustpg.io.rundir as rundir_mod
+import trustpg.train.agent as agent_mod
+from trustpg.app.cli import main
+from trustpg.io.checkpoint import load_checkpoint
+from trustpg.io.logger import MetricsLogger, read_metrics
 
-FAST = ["--num-envs", "2", "--steps-per-env", "64", "--no-progress", "--no-tensorboard", "--eval-episodes", "0"]
+FAST = [
+    "--num-envs",
+    "2",
+    "--steps-per-env",
+    "64",
+    "--no-progress",
+    "--no-tensorboard",
+    "--eval-episodes",
+    "0",
+]
 
 
 def _train(tmp_path: Path, name: str, *extra: str) -> int:
@@ -117,8 +126,9 @@ def test_disk_full_while_logging_stops_with_one_line_and_keeps_the_checkpoint(tm
 
 @pytest.mark.parametrize(
     "flags, field",
-    [(["--algo", "npg"], "algo"), (["--env", "Acrobot-v1"], "env"), (["--hidden-sizes", "32", "32"], "hidden_sizes"),
-     (["--num-envs", "4"], "num_envs"), (["--seed", "3"], "seed")],
+    [(["--algo", "npg"], "algo"), (["--env", "Acrobot-v1"], "env"),
+     (["--hidden-sizes", "32", "32"], "hidden_sizes"), (["--num-envs", "4"], "num_envs"),
+     (["--seed", "3"], "seed")],
 )  # fmt: skip
 def test_resume_that_would_change_the_run_is_one_line_and_changes_nothing(tmp_path, capsys, flags, field):
     run = tmp_path / "r"
@@ -136,7 +146,9 @@ def test_a_checkpoint_from_another_run_is_refused_and_the_metrics_are_kept(tmp_p
     assert _train(tmp_path, "pend", "--steps", "256", "--env", "Pendulum-v1") == 0
     cart = tmp_path / "cart"
     rows = (cart / "metrics.csv").read_bytes()
-    shutil.copy(tmp_path / "pend" / "checkpoints" / "last.safetensors", cart / "checkpoints" / "last.safetensors")
+    shutil.copy(
+        tmp_path / "pend" / "checkpoints" / "last.safetensors", cart / "checkpoints" / "last.safetensors"
+    )
     capsys.readouterr()
     assert main(["train", "--resume", str(cart), "--steps", "2048"]) == 2
     line = _one_error_line(capsys)

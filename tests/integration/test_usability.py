@@ -15,12 +15,13 @@ import torch
 from torch import nn
 
 from trustpg import NPG, TRPO, VPG, Agent, TrainConfig
-from trustpg.callbacks import History, StopOnReturn
-from trustpg.checkpoint import CheckpointError
-from trustpg.cli import main, parse_train_args
-from trustpg.distributions import Categorical
-from trustpg.logger import read_metrics
-from trustpg.plotting import aggregate
+from trustpg.app.cli import main
+from trustpg.app.train_args import parse_train_args
+from trustpg.core.distributions import Categorical
+from trustpg.errors import CheckpointError
+from trustpg.io.logger import read_metrics
+from trustpg.io.plotting import aggregate
+from trustpg.train.callbacks import History, StopOnReturn
 
 TINY = ["--num-envs", "2", "--steps-per-env", "64", "--steps", "256", "--no-progress",
         "--no-tensorboard", "--eval-episodes", "1"]  # fmt: skip

@@ -6,9 +6,9 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from trustpg.distributions import Bernoulli, Categorical, DiagGaussian, Distribution
-from trustpg.linalg import flat_params
-from trustpg.steps import PolicyBatch
+from trustpg.core.distributions import Bernoulli, Categorical, DiagGaussian, Distribution
+from trustpg.core.linalg import flat_params
+from trustpg.core.steps import PolicyBatch
 
 OBS_DIM = 3
 HIDDEN = 4

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trustpg.advantages import discounted_returns, gae, normalize
+from trustpg.core.advantages import discounted_returns, gae, normalize
 
 DT = torch.float64
 

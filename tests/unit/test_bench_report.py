@@ -7,8 +7,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from trustpg.config import TrainConfig
-from trustpg.presets import preset_overrides
+from trustpg.config.presets import preset_overrides
+from trustpg.config.train_config import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import bench_report

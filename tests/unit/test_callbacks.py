@@ -1,4 +1,4 @@
-"""trustpg.callbacks on hand-made metric rows (no env)."""
+"""trustpg.train.callbacks on hand-made metric rows (no env)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from trustpg.callbacks import CallbackList, EveryN, History, StopOnReturn
+from trustpg.train.callbacks import CallbackList, EveryN, History, StopOnReturn
 
 
 def _row(update: int, ret: float) -> dict:

@@ -20,12 +20,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-import trustpg.checkpoint_format as fmt
-from trustpg.checkpoint import JSON_TENSORS, CheckpointError, load_checkpoint, save_checkpoint
-from trustpg.checkpoint_format import checksum, json_depth, parse_json, tensor_digest
-from trustpg.envstate import encode
-from trustpg.memory import available_memory, check_memory, estimate_model_bytes, mlp_params
-from trustpg.policies import Critic, make_actor
+import trustpg.io.checkpoint_format as fmt
+from trustpg.envs.envstate import encode
+from trustpg.errors import CheckpointError
+from trustpg.io.checkpoint import JSON_TENSORS, load_checkpoint, save_checkpoint
+from trustpg.io.checkpoint_format import checksum, json_depth, parse_json, tensor_digest
+from trustpg.io.memory import available_memory, check_memory, estimate_model_bytes, mlp_params
+from trustpg.nets.policies import Critic, make_actor
 
 TENSORS = {"actor.w": torch.arange(6.0).reshape(2, 3), "rng.action": torch.arange(5, dtype=torch.uint8)}
 
@@ -174,7 +175,8 @@ _CHILD = textwrap.dedent("""
     import json, struct, sys
     from pathlib import Path
     import torch
-    from trustpg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from trustpg.io.checkpoint import load_checkpoint, save_checkpoint
+    from trustpg.errors import CheckpointError
     case, path = sys.argv[1], Path(sys.argv[2])
     if case == "zeros":
         path.write_bytes(b"")

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from trustpg import TRPO
-from trustpg.linalg import flat_params
-from trustpg.policies import Critic
-from trustpg.value import CriticFitter, fit_value
+from trustpg.core.linalg import flat_params
+from trustpg.nets.policies import Critic
+from trustpg.train.value import CriticFitter, fit_value
 
 
 def _setup(seed: int = 0) -> tuple[Critic, torch.optim.Optimizer, torch.Generator]:

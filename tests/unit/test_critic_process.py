@@ -1,4 +1,4 @@
-"""The NumPy critic worker (trustpg.critic_worker) against autograd and torch's Adam, and the
+"""The NumPy critic worker (trustpg.accel.critic_worker) against autograd and torch's Adam, and the
 process path of CriticFitter: same minibatches, same results up to float32 rounding, and a
 worker that fails or dies costs nothing (the fit is redone in-process)."""
 
@@ -15,13 +15,14 @@ import pytest
 import torch
 from torch import nn
 
-from trustpg import critic_worker as cw
-from trustpg import value as value_mod
-from trustpg.critic_process import CriticProcess, CriticWorkerError, make_job
-from trustpg.linalg import flat_params
-from trustpg.optim import Adam
-from trustpg.policies import Critic
-from trustpg.value import CriticFitter, fit_value
+from trustpg.accel import critic_worker as cw
+from trustpg.accel.critic_process import CriticProcess, make_job
+from trustpg.core.linalg import flat_params
+from trustpg.core.optim import Adam
+from trustpg.errors import CriticWorkerError
+from trustpg.nets.policies import Critic
+from trustpg.train import value as value_mod
+from trustpg.train.value import CriticFitter, fit_value
 
 ACTIVATIONS = ("tanh", "relu", "elu")
 

@@ -9,12 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from trustpg.config import TrainConfig
-from trustpg.distributed import MissingExtra, Moments, RolloutWorker, combine, combine_all, import_ray, merge
-from trustpg.distributions import Categorical
-from trustpg.envs import EnvSource
-from trustpg.policies import Critic
-from trustpg.rollout import Collector, RunningMeanStd
+from trustpg.config.train_config import TrainConfig
+from trustpg.core.distributions import Categorical
+from trustpg.core.moments import Moments, RunningMeanStd, combine, combine_all
+from trustpg.envs.source import EnvSource
+from trustpg.errors import MissingExtra
+from trustpg.nets.policies import Critic
+from trustpg.sampling.distributed import RolloutWorker, import_ray, merge
+from trustpg.sampling.rollout import Collector
 
 
 def test_combined_moments_are_the_moments_of_the_union():
@@ -85,7 +87,7 @@ def test_without_ray_the_message_names_the_extra(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
     with pytest.raises(MissingExtra, match=r"pip install 'trustpg\[ray\]'"):
         import_ray()
-    from trustpg.cli import main
+    from trustpg.app.cli import main
 
     code = main(["train", "--workers", "2", "--steps", "512", "--run-dir", str(tmp_path),
                  "--no-progress", "--no-tensorboard"])  # fmt: skip

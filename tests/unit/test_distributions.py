@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from trustpg.distributions import Bernoulli, Categorical, DiagGaussian, detach, kl
+from trustpg.core.distributions import Bernoulli, Categorical, DiagGaussian, detach, kl
 
 DT = torch.float64
 B, A, K = 5, 3, 4

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from trustpg.cli import USAGE
-from trustpg.logger import COLUMNS
+from trustpg.app.cli import USAGE
+from trustpg.io.logger import COLUMNS
 
 USAGE_MD = Path(__file__).resolve().parents[2] / "docs" / "usage.md"
 

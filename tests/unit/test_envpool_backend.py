@@ -1,4 +1,4 @@
-"""EnvPool adapter (trustpg.envpool_backend): Gymnasium same-step autoreset on top of EnvPool.
+"""EnvPool adapter (trustpg.envs.envpool_backend): Gymnasium same-step autoreset on top of EnvPool.
 
 Skipped when EnvPool is not installed (it is an optional extra: pip install 'trustpg[envpool]').
 """
@@ -11,8 +11,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from trustpg.config import TrainConfig
-from trustpg.envs import EnvSource
+from trustpg.config.train_config import TrainConfig
+from trustpg.envs.source import EnvSource
 
 ENV = "Hopper-v5"
 
@@ -23,7 +23,7 @@ def envpool():
 
 
 def _adapter(num_envs=3, **kwargs):
-    from trustpg.envpool_backend import EnvPoolVectorEnv
+    from trustpg.envs.envpool_backend import EnvPoolVectorEnv
 
     return EnvPoolVectorEnv(ENV, num_envs, **kwargs)
 
@@ -153,7 +153,7 @@ def test_trustpg_builds_it_from_the_config(envpool):
 
 
 def test_clear_errors(envpool):
-    from trustpg.envpool_backend import EnvPoolVectorEnv
+    from trustpg.envs.envpool_backend import EnvPoolVectorEnv
 
     with pytest.raises(ValueError, match="EnvPool has no environment 'Taxi-v4'"):
         EnvPoolVectorEnv("Taxi-v4", 2)
@@ -162,8 +162,8 @@ def test_clear_errors(envpool):
 
 
 def test_missing_envpool_names_the_extra(monkeypatch):
-    from trustpg.distributed import MissingExtra
-    from trustpg.envpool_backend import import_envpool
+    from trustpg.envs.envpool_backend import import_envpool
+    from trustpg.errors import MissingExtra
 
     monkeypatch.setitem(sys.modules, "envpool", None)  # import envpool -> ImportError
     with pytest.raises(MissingExtra, match=r"pip install 'trustpg\[envpool\]'"):
@@ -177,7 +177,7 @@ def test_config_accepts_envpool():
 
 
 def test_cli_fails_before_making_the_run_directory_without_envpool(monkeypatch, tmp_path, capsys):
-    from trustpg.cli import main
+    from trustpg.app.cli import main
 
     monkeypatch.setitem(sys.modules, "envpool", None)
     args = ["train", "--env", ENV, "--vectorization", "envpool", "--steps", "64", "--num-envs", "2",

@@ -13,10 +13,10 @@ import math
 import pytest
 import torch
 
+from trustpg.core.fisher import fisher_vector_product
+from trustpg.core.linalg import angle_degrees, conjugate_gradient, flat_grad
+from trustpg.core.steps import VPG, surrogate
 from trustpg.experiments import _common, bernoulli, invariance, stepsize_vs_constraint, why_constraint
-from trustpg.fisher import fisher_vector_product
-from trustpg.linalg import angle_degrees, conjugate_gradient, flat_grad
-from trustpg.steps import VPG, surrogate
 
 from ._policies import KINDS, make_batch, make_policy
 

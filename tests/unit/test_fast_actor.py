@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from trustpg.fast_actor import NumpyActor
-from trustpg.policies import Actor
+from trustpg.accel.fast_actor import NumpyActor
+from trustpg.nets.policies import Actor
 
 KINDS = [("categorical", 5, ()), ("multicategorical", 5, (2, 3)), ("bernoulli", 3, ()), ("gaussian", 3, ())]
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from trustpg.linalg import (
+from trustpg.core.linalg import (
     CG_ITERS,
     angle_degrees,
     conjugate_gradient,

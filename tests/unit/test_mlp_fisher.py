@@ -1,4 +1,4 @@
-"""The hand-written Fisher-vector product of the default MLP Actor (trustpg.mlp_fisher) against
+"""The hand-written Fisher-vector product of the default MLP Actor (trustpg.accel.mlp_fisher) against
 the dense Fisher matrix, the KL-Hessian product and the torch.func reference, and when it is used."""
 
 from __future__ import annotations
@@ -7,16 +7,25 @@ import pytest
 import torch
 from torch import nn
 
-from trustpg import fisher, mlp_fisher
-from trustpg.fisher import fisher_matrix, fisher_vector_product, functorch_fvp
-from trustpg.linalg import flat_params
-from trustpg.policies import Actor
+from trustpg.accel import mlp_fisher
+from trustpg.core import fisher
+from trustpg.core.fisher import fisher_matrix, functorch_fvp
+from trustpg.core.fisher import fisher_vector_product as core_fisher_vector_product
+from trustpg.core.linalg import flat_params
+from trustpg.nets.policies import Actor
 
 from ._policies import make_obs, make_policy
 
 DT = torch.float64
 KINDS = ("categorical", "multicategorical", "bernoulli", "gaussian")
 ACTIVATIONS = ("tanh", "relu", "elu")
+
+
+def fisher_vector_product(policy: nn.Module, obs: torch.Tensor, **kw):
+    """The product the trainer uses: core's FVP with the MLP actor's fast path passed in."""
+    return core_fisher_vector_product(policy, obs, fast=mlp_fisher.fast_fvp, **kw)
+
+
 DAMPING = 0.13
 
 

@@ -1,4 +1,4 @@
-"""The hand-written regression gradient of the default MLP critic (trustpg.mlp_value) against
+"""The hand-written regression gradient of the default MLP critic (trustpg.accel.mlp_value) against
 autograd, when it is used, and the critic fit it drives against the autograd fit."""
 
 from __future__ import annotations
@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from trustpg import mlp_value
-from trustpg.mlp_value import MSEGradient, supports
-from trustpg.optim import Adam
-from trustpg.policies import Critic
-from trustpg.value import fit_value
+from trustpg.accel import mlp_value
+from trustpg.accel.mlp_value import MSEGradient, supports
+from trustpg.core.optim import Adam
+from trustpg.nets.policies import Critic
+from trustpg.train.value import fit_value
 
 DT = torch.float64
 ACTIVATIONS = ("tanh", "relu", "elu")
@@ -110,7 +110,7 @@ def test_fit_by_hand_equals_autograd_fit(activation: str, monkeypatch: pytest.Mo
     monkeypatch.setattr(mlp_value.MSEGradient, "__call__", lambda s, x, y: calls.append(1) or real(s, x, y))
     losses = _fit(by_hand)
     assert len(calls) == 4 * 5  # 4 epochs of 5 minibatches
-    monkeypatch.setattr("trustpg.value.supports", lambda critic: False)
+    monkeypatch.setattr("trustpg.train.value.supports", lambda critic: False)
     ref_losses = _fit(reference)
     assert len(calls) == 20  # the reference did not use the hand-written gradient
     assert losses[1] < losses[0]
@@ -124,7 +124,7 @@ def test_float32_fit_close_to_autograd(monkeypatch: pytest.MonkeyPatch) -> None:
     by_hand = _critic(dtype=torch.float32)
     reference = _critic(dtype=torch.float32)
     _fit(by_hand)
-    monkeypatch.setattr("trustpg.value.supports", lambda critic: False)
+    monkeypatch.setattr("trustpg.train.value.supports", lambda critic: False)
     _fit(reference)
     for p, q in zip(by_hand.parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)

@@ -11,8 +11,8 @@ import torch
 import torch.distributions as td
 from torch import nn
 
-from trustpg.distributions import Categorical, MultiCategorical, detach, kl
-from trustpg.fisher import fisher_matrix, fisher_vector_product
+from trustpg.core.distributions import Categorical, MultiCategorical, detach, kl
+from trustpg.core.fisher import fisher_matrix, fisher_vector_product
 
 DT = torch.float64
 B = 5

@@ -1,4 +1,4 @@
-"""trustpg.optim.Adam against torch.optim.Adam (the reference), and the memory it saves."""
+"""trustpg.core.optim.Adam against torch.optim.Adam (the reference), and the memory it saves."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from trustpg.optim import Adam
+from trustpg.core.optim import Adam
 
 
 def _pair(dtype: torch.dtype) -> tuple[nn.Module, nn.Module]:

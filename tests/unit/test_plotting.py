@@ -7,9 +7,9 @@ import json
 import random
 from pathlib import Path
 
-from trustpg.cli import main
-from trustpg.compare import summary_table
-from trustpg.plotting import colours, curves, draw, group_runs, load_config
+from trustpg.app.cli import main
+from trustpg.app.compare import summary_table
+from trustpg.io.plotting import colours, curves, draw, group_runs, load_config
 
 
 def fake_run(root: Path, name: str, points: int, seed: int = 0, **config) -> Path:

@@ -15,12 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
-from trustpg.checkpoint import load_checkpoint, save_checkpoint
-from trustpg.distributions import kl
-from trustpg.envstate import decode, encode
-from trustpg.linalg import flat_params
-from trustpg.rollout import RunningMeanStd
-from trustpg.steps import (
+from trustpg.core.distributions import kl
+from trustpg.core.linalg import flat_params
+from trustpg.core.moments import RunningMeanStd
+from trustpg.core.steps import (
     NPG,
     TRPO,
     NaturalDirection,
@@ -28,6 +26,8 @@ from trustpg.steps import (
     backtracking_line_search,
     trust_region_scale,
 )
+from trustpg.envs.envstate import decode, encode
+from trustpg.io.checkpoint import load_checkpoint, save_checkpoint
 
 from ._policies import KINDS, make_batch, make_policy
 

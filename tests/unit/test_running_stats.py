@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trustpg.rollout import RunningMeanStd
+from trustpg.core.moments import RunningMeanStd
 
 
 @pytest.mark.parametrize("shape", [(), (3,)])
@@ -40,7 +40,7 @@ def test_reward_scaling_equals_the_step_by_step_recursion():
     same scaled rewards, and leaves the same discounted returns for the next batch."""
     import gymnasium as gym
 
-    from trustpg.rollout import NORM_EPS, Collector
+    from trustpg.sampling.rollout import NORM_EPS, Collector
 
     env = gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1")] * 3)
     collector = Collector(env, 0, False, 10.0, True, 0.97)
@@ -63,7 +63,7 @@ def test_reward_scaling_equals_the_step_by_step_recursion():
 
 def test_observation_normaliser_follows_new_statistics():
     """The normaliser caches sqrt(var + eps); after the statistics change it uses the new ones."""
-    from trustpg.rollout import NORM_EPS, ObsNormalizer
+    from trustpg.sampling.rollout import NORM_EPS, ObsNormalizer
 
     rms = RunningMeanStd((2,))
     norm = ObsNormalizer(rms, 5.0)

@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch.func import grad, jacrev
 
-from trustpg import steps
-from trustpg.distributions import detach, kl
-from trustpg.fisher import fisher_matrix
-from trustpg.linalg import angle_degrees, flat_params, set_flat_params
-from trustpg.steps import (
+from trustpg.core import steps
+from trustpg.core.distributions import detach, kl
+from trustpg.core.fisher import fisher_matrix
+from trustpg.core.linalg import angle_degrees, flat_params, set_flat_params
+from trustpg.core.steps import (
     NPG,
     TRPO,
     VPG,
@@ -466,8 +466,8 @@ def test_successful_steps_report_not_skipped():
 def test_old_policy_does_not_move_with_in_place_updates_of_a_state_independent_log_std():
     # The default Gaussian actor outputs log σ as a view of a parameter; π_old must be a copy,
     # or the measured KL (and TRPO's line-search check) would ignore changes of σ.
-    from trustpg.distributions import detach, kl
-    from trustpg.policies import Actor
+    from trustpg.core.distributions import detach, kl
+    from trustpg.nets.policies import Actor
 
     torch.manual_seed(0)
     actor = Actor(3, 2, "gaussian", (8,))

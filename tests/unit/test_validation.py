@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from trustpg import TRPO
-from trustpg.cli import main
-from trustpg.config import TrainConfig
-from trustpg.policies import action_kind, obs_dim
+from trustpg.app.cli import main
+from trustpg.config.train_config import TrainConfig
+from trustpg.nets.policies import action_kind, obs_dim
 
 # (field, bad value, exception, text the message must contain besides the field and value)
 BAD_API = [

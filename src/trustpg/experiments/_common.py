@@ -1,7 +1,7 @@
 """Shared plumbing of the experiments: budgets, tables, exact one-step batches, training curves.
 
-Nothing here is an algorithm: the math lives in :mod:`trustpg.distributions`, :mod:`trustpg.fisher`,
-:mod:`trustpg.linalg` and :mod:`trustpg.steps`; training goes through the public Python API.
+Nothing here is an algorithm: the math lives in :mod:`trustpg.core.distributions`, :mod:`trustpg.core.fisher`,
+:mod:`trustpg.core.linalg` and :mod:`trustpg.core.steps`; training goes through the public Python API.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from trustpg.distributions import kl
-from trustpg.linalg import flat_params, set_flat_params
-from trustpg.presets import preset_overrides
-from trustpg.steps import PolicyBatch, StepStats, UpdateRule
+from trustpg.config.presets import preset_overrides
+from trustpg.core.distributions import kl
+from trustpg.core.linalg import flat_params, set_flat_params
+from trustpg.core.steps import PolicyBatch, StepStats, UpdateRule
 
 #: Hopper-v5 for the experiments: the MuJoCo preset as the committed figures were made, with
 #: γ 0.99, a constant δ and 25 CG iterations. The preset now anneals δ (max_kl_final), which would
@@ -84,7 +84,7 @@ def exact_batch(probs: Tensor, rewards: Tensor) -> PolicyBatch:
 
     One row per action a (``probs`` = π_θ(a), shape ``[K]``), advantage K·π_θ(a)·r(a), so that
     mean_a[π_θ'(a)/π_θ(a) · K π_θ(a) r(a)] = Σ_a π_θ'(a) r(a): the surrogate of
-    :func:`trustpg.steps.surrogate` with the expectation over actions done in closed form.
+    :func:`trustpg.core.steps.surrogate` with the expectation over actions done in closed form.
     Actions are the indices 0..K-1 as a ``[K, 1]`` float column (Bernoulli actions in {0, 1}).
     """
     k = probs.shape[0]
@@ -98,7 +98,7 @@ def one_step(rule: UpdateRule, policy: nn.Module, batch: PolicyBatch) -> tuple[S
 
     The KL is measured here against a *copy* of π_old's parameters: a distribution built from a
     parameter without an intermediate op (e.g. ``Bernoulli(logits=z.expand(...))``) is a view of
-    that parameter, and ``trustpg.distributions.detach`` keeps the view, so the in-place update
+    that parameter, and ``trustpg.core.distributions.detach`` keeps the view, so the in-place update
     would move "old" with "new" and ``StepStats.measured_kl`` would read 0.
     """
     theta = flat_params(policy)
@@ -122,7 +122,7 @@ def train_curve(algo: str, env: str, steps: int, seed: int, **config: Any) -> li
     learning rate) ends early; its rows so far are returned and the last one has ``stopped`` = 1.
     """
     from trustpg import NPG, TRPO, VPG
-    from trustpg.trainer import TrainingFault
+    from trustpg.errors import TrainingFault
 
     factory = {"trpo": TRPO, "npg": NPG, "vpg": VPG}[algo]
     rows: list[dict[str, Any]] = []

@@ -18,6 +18,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
+from trustpg.config.presets import preset_overrides
 from trustpg.experiments._common import (
     HOPPER,
     check_budget,
@@ -26,7 +27,6 @@ from trustpg.experiments._common import (
     train_curve,
     write_csv,
 )
-from trustpg.presets import preset_overrides
 
 #: env → (config overrides, steps per run) for the full budget.
 TASKS: dict[str, tuple[dict[str, Any], int]] = {

@@ -2,7 +2,7 @@
 
 A one-parameter policy p(A=1) = θ. Its Fisher information is computed three independent ways
 (closed form; Monte Carlo E[(∂θ log π(A))²]; the Hessian of θ' ↦ KL(π_θ ‖ π_θ') at θ' = θ, the
-seed's F = ∇²EKL) plus the library's analytic :func:`trustpg.fisher.fisher_matrix`. Then one
+seed's F = ∇²EKL) plus the library's analytic :func:`trustpg.core.fisher.fisher_matrix`. Then one
 step on J(θ) = E[r(A)] with r(1) = 1, r(0) = 0 (so ∇θJ = 1) is taken by the library's VPG
 (x = α g) and NPG (x = α F⁻¹g, no damping) rules, in the probability θ and in the logit
 z = log θ/(1−θ) parameterisation. The natural step shrinks like θ(1−θ) near 0 and 1 and moves
@@ -21,7 +21,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from trustpg.distributions import Bernoulli, kl
+from trustpg.core.distributions import Bernoulli, kl
+from trustpg.core.fisher import fisher_matrix
+from trustpg.core.steps import NPG, VPG, NaturalDirection
 from trustpg.experiments._common import (
     check_budget,
     exact_batch,
@@ -30,8 +32,6 @@ from trustpg.experiments._common import (
     save_figure,
     write_csv,
 )
-from trustpg.fisher import fisher_matrix
-from trustpg.steps import NPG, VPG, NaturalDirection
 
 #: The θ values the seed quotes: F(0.1) = F(0.9) = 11.11, F(0.5) = 4.
 SEED_THETAS = (0.1, 0.5, 0.9)
@@ -96,7 +96,7 @@ def fisher_kl_hessian(theta: float, logit: bool = False) -> float:
 
 
 def fisher_library(policy: nn.Module) -> float:
-    """The library's analytic F = E_s[JᵀMJ] (:func:`trustpg.fisher.fisher_matrix`), 1×1."""
+    """The library's analytic F = E_s[JᵀMJ] (:func:`trustpg.core.fisher.fisher_matrix`), 1×1."""
     return float(fisher_matrix(policy, torch.zeros(1, 1, dtype=torch.float64)))
 
 

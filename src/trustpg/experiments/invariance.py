@@ -29,7 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from trustpg.distributions import Categorical, DiagGaussian
+from trustpg.core.distributions import Categorical, DiagGaussian
+from trustpg.core.steps import NPG, VPG, NaturalDirection, PolicyBatch, UpdateRule
 from trustpg.experiments._common import (
     check_budget,
     exact_batch,
@@ -39,7 +40,6 @@ from trustpg.experiments._common import (
     write_csv,
 )
 from trustpg.experiments.bernoulli import LogitBernoulli, ProbBernoulli
-from trustpg.steps import NPG, VPG, NaturalDirection, PolicyBatch, UpdateRule
 
 #: CG settings that solve F x = g to ~1e-8 relative accuracy for these small models (P ≤ 67;
 #: the MLP's F has condition number ~1e7 on its range).

@@ -18,6 +18,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
+from trustpg.config.presets import preset_overrides
 from trustpg.experiments._common import (
     HOPPER,
     check_budget,
@@ -27,7 +28,6 @@ from trustpg.experiments._common import (
     train_curve,
     write_csv,
 )
-from trustpg.presets import preset_overrides
 
 #: The swept hyperparameter of each rule and its values (full budget).
 SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {

@@ -20,8 +20,8 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
+from trustpg.config.presets import preset_overrides
 from trustpg.experiments._common import check_budget, markdown_table, save_figure, train_curve, write_csv
-from trustpg.presets import preset_overrides
 
 #: label → (algo, config): TRPO with its default δ, and natural steps without a line search.
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {

@@ -1,0 +1,1 @@
+"""The command line and run orchestration: ``trustpg train|eval|plot|compare|experiment``."""

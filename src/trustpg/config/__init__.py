@@ -1,0 +1,1 @@
+"""TrainConfig (:mod:`~trustpg.config.train_config`) and the presets (data only)."""

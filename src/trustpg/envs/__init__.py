@@ -1,0 +1,2 @@
+"""Environment sources (ids, objects, factories), exact env state, the EnvPool backend and the
+step watchdog."""

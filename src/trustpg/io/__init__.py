@@ -1,0 +1,1 @@
+"""Files: checkpoints, metrics logs, plots, the progress bar, run directories, memory checks."""

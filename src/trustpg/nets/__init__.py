@@ -1,0 +1,1 @@
+"""The default networks: the MLP actor and critic (:mod:`trustpg.nets.policies`)."""

@@ -1,0 +1,1 @@
+"""Training: the trainer (one update), critic fitting, the Agent API and callbacks."""

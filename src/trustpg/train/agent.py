@@ -1,0 +1,335 @@
+"""The Python API: ``TRPO("Pendulum-v1", seed=0).learn(200_000)`` and friends."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from trustpg.config.train_config import TrainConfig, usable_cores
+from trustpg.core.distributions import Distribution
+from trustpg.envs.source import EnvLike, EnvSource, flatten_if_needed, flatten_obs, recording
+from trustpg.errors import CheckpointError, TrainingFault
+from trustpg.io.checkpoint import load_checkpoint, save_checkpoint
+from trustpg.io.logger import MetricsLogger, drop_rows_after
+from trustpg.io.progress import TrainProgress
+from trustpg.train.callbacks import CallbackList
+from trustpg.train.trainer import Callback, Trainer
+
+log = logging.getLogger("trustpg")
+#: Steps after which evaluation cuts an episode of an env without a time limit (max_episode_steps).
+EVAL_MAX_STEPS = 100_000
+
+
+class Agent:
+    """A policy with its critic, normaliser and update rule; trains, acts, evaluates, saves.
+
+    ``env`` overrides ``config.env``: an id, a ``gymnasium.Env``, a vector env or a factory
+    (see :class:`trustpg.envs.source.EnvSource`); objects are recorded in the config as ``custom:<name>``.
+    ``policy`` replaces the default MLP actor: any ``nn.Module`` whose ``forward(obs)`` maps a
+    float batch ``[B, obs_dim]`` to a :class:`trustpg.core.distributions.Distribution`.
+    """
+
+    def __init__(
+        self, config: TrainConfig, policy: nn.Module | None = None, env: EnvLike | None = None
+    ) -> None:
+        source = None
+        if isinstance(env, str):
+            config = config.replace(env=env)
+        elif env is not None:
+            source = EnvSource(env)
+            n = source.vector_num_envs
+            config = config.replace(env=source.name, **({"num_envs": n} if n else {}))
+            if config.workers > 0:
+                raise ValueError(
+                    f"workers={config.workers} needs a registered env id (Ray workers make their own "
+                    "envs from it); register the env with gymnasium.register, or use workers=0"
+                )
+        self.config = config
+        self.trainer = Trainer(config, actor=policy, env=source)
+        if policy is not None:
+            _check_policy(policy, self.trainer.observation_space)
+        self._stop = False
+
+    @property
+    def policy(self) -> nn.Module:
+        return self.trainer.actor
+
+    @property
+    def num_timesteps(self) -> int:
+        return self.trainer.env_steps
+
+    def learn(
+        self,
+        total_steps: int,
+        callback: Callback | Sequence[Callback] | None = None,
+        *,
+        run_dir: str | os.PathLike | None = None,
+        progress: bool | None = None,
+    ) -> Agent:
+        """Train for ``total_steps`` more environment steps.
+
+        ``callback(row)`` gets each update's metrics (a dict); returning False stops training.
+        A list of callbacks runs in order (see :mod:`trustpg.train.callbacks`).
+        With ``run_dir`` the run writes ``metrics.csv``, TensorBoard events and checkpoints there,
+        and SIGINT/SIGTERM stop it cleanly after a final checkpoint.
+        """
+        if total_steps < 0:
+            raise ValueError(f"total_steps must be >= 0, got {total_steps}")
+        if isinstance(callback, Sequence):
+            callback = CallbackList(callback)
+        c = self.config
+        torch.set_num_threads(c.torch_threads)
+        target = self.trainer.env_steps + total_steps
+        out = Path(run_dir) if run_dir is not None else None
+        if out and self.trainer.updates > 0:
+            drop_rows_after(out / "metrics.csv", self.trainer.updates)
+        logger = MetricsLogger(out, c.tensorboard, append=self.trainer.updates > 0) if out else None
+        show = c.progress if progress is None else progress
+        bar = TrainProgress(target, self.trainer.env_steps, enabled=show)
+        self._stop = False
+        old_handlers = _install_stop_handlers(self) if out else {}
+        try:
+            with bar:
+                while self.trainer.env_steps < target and not self._stop:
+                    try:
+                        row = self.trainer.iterate()
+                    except TrainingFault as e:  # log the update that made the run stop
+                        if logger and e.row is not None:
+                            logger.write(e.row)
+                        raise
+                    if c.eval_every and self.trainer.updates % c.eval_every == 0:
+                        row["eval_return"] = self._periodic_eval(out)
+                    if logger:
+                        logger.write(row)
+                    bar.update(row)
+                    if out and c.checkpoint_every and self.trainer.updates % c.checkpoint_every == 0:
+                        self.save(out / "checkpoints" / "last")
+                    if callback is not None and callback(row) is False:
+                        break
+            self.trainer.critic_fit.finish()  # leave no fit running behind the caller's back
+            if out:
+                self.save(out / "checkpoints" / "last")
+        finally:
+            _restore_handlers(old_handlers)
+            if logger:
+                logger.close()
+        return self
+
+    @property
+    def interrupted(self) -> bool:
+        """True if the last ``learn`` stopped on SIGINT/SIGTERM."""
+        return self._stop
+
+    def _periodic_eval(self, out: Path | None) -> float:
+        mean, _, _ = self.evaluate(self.config.eval_episodes or 5, deterministic=True)
+        if mean > self.trainer.best_eval:
+            self.trainer.best_eval = mean
+            if out:
+                self.save(out / "checkpoints" / "best")
+        return mean
+
+    def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        """Action(s) for an observation or a batch of observations (raw, as the env returns them)."""
+        raw = self.trainer.raw_observation_space
+        if isinstance(obs, dict):
+            x = flatten_obs(raw, obs)
+        elif isinstance(obs, list | tuple) and obs and isinstance(obs[0], dict):
+            x = np.stack([flatten_obs(raw, o) for o in obs])
+        else:
+            x = np.asarray(obs)
+        single = x.shape == self.trainer.observation_space.shape
+        a = self.trainer.act(x[None] if single else x, deterministic)
+        return a[0] if single else a
+
+    def evaluate(
+        self,
+        episodes: int = 10,
+        deterministic: bool = True,
+        seed: int | None = None,
+        *,
+        env: gym.Env | None = None,
+        video: str | os.PathLike | None = None,
+        max_episode_steps: int | None = None,
+    ) -> tuple[float, float, list[float]]:
+        """(mean, std, returns) of ``episodes`` full episodes on a fresh env (or on ``env``).
+
+        ``video="out.mp4"`` records the first episode with Gymnasium's ``RecordVideo`` (needs
+        the ``video`` extra, moviepy); the env is made with ``render_mode="rgb_array"``.
+        An episode is cut after ``max_episode_steps`` steps (default: the env's own time limit,
+        or :data:`EVAL_MAX_STEPS` with a warning for an env without one), so that a policy that
+        never ends an episode cannot make evaluation run forever.
+        """
+        if episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {episodes}")
+        if max_episode_steps is not None and max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
+        own = env is None  # close envs we make, leave the caller's open
+        if env is None:
+            env = self.trainer.env_source.make_one("rgb_array" if video is not None else None)
+        else:
+            env = flatten_if_needed(env)
+        gen = torch.Generator().manual_seed(self.config.seed + 10_000)
+        with contextlib.ExitStack() as stack:
+            if own:
+                stack.callback(env.close)
+            if video is not None:
+                env = stack.enter_context(recording(env, Path(video)))
+            returns = self._episodes(env, episodes, deterministic, seed, gen, max_episode_steps)
+        return float(np.mean(returns)), float(np.std(returns)), returns
+
+    def _episodes(
+        self, env: gym.Env, episodes: int, deterministic: bool, seed: int | None, gen: torch.Generator,
+        max_steps: int | None = None,
+    ) -> list[float]:  # fmt: skip
+        returns = []
+        base = self.config.seed + 10_000 if seed is None else seed
+        limit = getattr(env.spec, "max_episode_steps", None) if env.spec is not None else None
+        cap = max_steps or limit or EVAL_MAX_STEPS
+        warned = max_steps is not None  # a cap the caller chose cuts episodes silently
+        for ep in range(episodes):
+            obs, _ = env.reset(seed=base + ep)
+            total, done, t = 0.0, False, 0
+            while not done:
+                action = self.trainer.act(np.asarray(obs)[None], deterministic, gen)[0]
+                obs, r, term, trunc, _ = env.step(action)
+                total += float(r)
+                t += 1
+                done = term or trunc
+                if not done and t >= cap:
+                    done = True
+                    if not warned:
+                        warned = True
+                        log.warning(
+                            "evaluation: episode %d reached %d steps without ending (the env has no "
+                            "time limit); cut there — pass max_episode_steps to change this", ep, cap,
+                        )  # fmt: skip
+            returns.append(total)
+        return returns
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write a checkpoint (``path`` + ``.safetensors``): weights, normaliser, optimisers, RNGs."""
+        tensors, meta = self.trainer.state()
+        meta["policy_class"] = f"{type(self.policy).__module__}.{type(self.policy).__qualname__}"
+        return save_checkpoint(path, tensors, meta)
+
+    @staticmethod
+    def load(
+        path: str | os.PathLike,
+        policy: nn.Module | None = None,
+        env: EnvLike | None = None,
+        **overrides: Any,
+    ) -> Agent:
+        """Rebuild an agent from a checkpoint. Pass ``policy`` if it was trained with a custom one,
+        and ``env`` if it was trained on an env object or factory (config env ``custom:...``)."""
+        tensors, meta = load_checkpoint(path)
+        try:
+            config = TrainConfig.from_dict({**_fit_threads(meta["config"], overrides), **overrides})
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{path}: checkpoint config is invalid: {e}") from None
+        try:
+            agent = Agent(config, policy, env)
+        except ValueError as e:  # an env id unknown here, sizes this machine cannot hold, ...
+            raise CheckpointError(f"{path}: {e}") from None
+        try:
+            agent.trainer.load_state(tensors, meta)
+        except (KeyError, RuntimeError) as e:
+            raise CheckpointError(f"{path}: checkpoint does not match the policy: {e}") from None
+        return agent
+
+    def close(self) -> None:
+        self.trainer.close()
+
+
+def _fit_threads(saved: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint made on a machine with more cores asks for more threads than this one may
+    use: use this machine's cores instead (and say so) rather than refuse to load it."""
+    cores = usable_cores()
+    out = dict(saved)
+    for name in ("torch_threads", "update_threads"):
+        value = out.get(name)
+        if name not in overrides and isinstance(value, int) and value > cores:
+            log.warning(
+                "the checkpoint asks for %s=%d; this machine has %d usable cores: using %d "
+                "(results differ from the original machine's in rounding)", name, value, cores, cores,
+            )  # fmt: skip
+            out[name] = cores
+    return out
+
+
+def _check_policy(policy: nn.Module, observation_space: gym.Space) -> None:
+    """Fail early, with the interface spelled out, if a custom policy does not return a distribution."""
+    obs = torch.zeros(2, int(np.prod(observation_space.shape)))
+    with torch.no_grad():
+        out = policy(obs)
+    if not isinstance(out, Distribution):
+        raise TypeError(
+            f"policy.forward(obs) must return a trustpg.core.distributions distribution (Categorical, "
+            f"MultiCategorical, Bernoulli, DiagGaussian or your own with params/with_params/"
+            f"log_prob/entropy/mode/sample/metric); {type(policy).__name__} returned {type(out).__name__}"
+        )
+
+
+def _install_stop_handlers(agent: Agent) -> dict[int, Any]:
+    """SIGINT/SIGTERM set a flag; the loop finishes the current update, checkpoints and returns."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        if agent._stop:  # second signal: give up immediately
+            raise KeyboardInterrupt
+        agent._stop = True
+
+    old = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    return old
+
+
+def _restore_handlers(old: dict[int, Any]) -> None:
+    for sig, h in old.items():
+        signal.signal(sig, h)
+
+
+class AlgorithmFactory:
+    """``TRPO(env, **config)`` makes an :class:`Agent`; ``TRPO.load(path)`` loads one."""
+
+    def __init__(self, algo: str) -> None:
+        self.algo = algo
+        self.__name__ = algo.upper()
+
+    def __call__(
+        self, env: EnvLike = "CartPole-v1", *, policy: nn.Module | None = None, **config: Any
+    ) -> Agent:
+        """An agent for ``env`` (id, ``gymnasium.Env``, vector env or factory); ``config`` are
+        :class:`TrainConfig` fields, ``policy`` an optional custom actor."""
+        return Agent(TrainConfig(algo=self.algo, **config), policy, env)  # type: ignore[arg-type]
+
+    def load(
+        self, path: str | os.PathLike, policy: nn.Module | None = None, env: EnvLike | None = None
+    ) -> Agent:
+        agent = Agent.load(path, policy, env)
+        if agent.config.algo != self.algo:
+            raise CheckpointError(
+                f"{path} holds a {agent.config.algo.upper()} agent; use "
+                f"{agent.config.algo.upper()}.load or trustpg.Agent.load"
+            )
+        return agent
+
+    def __repr__(self) -> str:
+        return f"trustpg.{self.__name__}"
+
+
+TRPO = AlgorithmFactory("trpo")
+NPG = AlgorithmFactory("npg")
+VPG = AlgorithmFactory("vpg")

@@ -1,0 +1,347 @@
+"""The training loop: collect → GAE → policy update → critic fit → log. Each step a tested function."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from trustpg.accel import mlp_fisher
+from trustpg.config.train_config import TrainConfig, usable_cores
+from trustpg.core.advantages import gae, normalize
+from trustpg.core.linalg import flat_params, set_flat_params
+from trustpg.core.moments import RunningMeanStd
+from trustpg.core.optim import Adam
+from trustpg.core.steps import NPG, TRPO, VPG, NaturalDirection, PolicyBatch, StepStats, UpdateRule, kl_budget
+from trustpg.envs.source import EnvSource
+from trustpg.errors import CheckpointError, TrainingFault
+from trustpg.io.checkpoint import optimizer_from, optimizer_state, prefixed, unprefixed
+from trustpg.io.memory import check_memory
+from trustpg.nets.policies import Critic, action_kind, make_actor, obs_dim
+from trustpg.sampling.distributed import RayCollector
+from trustpg.sampling.rollout import Batch, Collector
+from trustpg.train.value import CriticFitter
+
+log = logging.getLogger("trustpg")
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` intra-op threads, then restore the previous number."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def update_thread_count(requested: int) -> int:
+    """Threads for the policy update: ``requested``, or for 0 min(2, cores this process may use)."""
+    if requested > 0:
+        return requested
+    return max(1, min(2, usable_cores()))
+
+
+def make_rule(c: TrainConfig) -> UpdateRule:
+    """The update rule a config asks for."""
+    fast = mlp_fisher.fast_fvp  # the default MLP actor's hand-written FVP; others fall back in core
+    direction = NaturalDirection(c.damping, c.cg_iters, c.cg_tol, c.fvp_method, c.fvp_stride, fast)
+    if c.algo == "trpo":
+        return TRPO(c.max_kl, direction, c.backtrack_ratio, c.max_backtracks)
+    if c.algo == "npg":
+        if c.npg_step_size is None:
+            return NPG(max_kl=c.max_kl, direction=direction)
+        return NPG(step_size=c.npg_step_size, max_kl=None, direction=direction)
+    return VPG(c.vpg_lr, c.vpg_optimizer)
+
+
+def env_spaces(c: TrainConfig) -> tuple[gym.Space, gym.Space]:
+    """Observation (flattened) and action spaces of one env of the run."""
+    obs_space, act_space, _ = EnvSource(c.env, c.env_kwargs_dict()).spaces()
+    return obs_space, act_space
+
+
+class Trainer:
+    """All state of a run: envs, networks, update rule, critic optimiser, RNGs and counters."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        actor: nn.Module | None = None,
+        spaces: tuple[gym.Space, gym.Space] | None = None,
+        env: EnvSource | None = None,
+    ) -> None:
+        self.config = c = config
+        # Envs given as objects (not ids) arrive as an EnvSource; ids are made from the config.
+        self.env_source = env if env is not None else EnvSource(c.env, c.env_kwargs_dict())
+        if spaces is None:
+            self.observation_space, self.action_space, self.raw_observation_space = self.env_source.spaces()
+        else:
+            self.observation_space, self.action_space = spaces
+            self.raw_observation_space = self.observation_space
+        _check_memory(c, self.observation_space, self.action_space, actor)
+        # Orthogonal init (a QR) differs in the last bits with the thread count: fix both.
+        with torch.random.fork_rng(), torch_threads(c.torch_threads):
+            torch.manual_seed(c.seed)  # weight init only; the global RNG is left untouched
+            self.actor = actor if actor is not None else make_actor(
+                self.observation_space, self.action_space, c.hidden_sizes, c.activation,
+                c.log_std_init,
+            )  # fmt: skip
+            self.critic = Critic(obs_dim(self.observation_space), c.critic_hidden_sizes, c.activation)
+        self.rule = make_rule(c)
+        self.update_threads = update_thread_count(c.update_threads)
+        self.vf_optimizer = Adam(self.critic.parameters(), lr=c.vf_lr)
+        self.vf_generator = torch.Generator().manual_seed(c.seed + 1)
+        self.critic_fit = CriticFitter(
+            self.critic, self.vf_optimizer, self.vf_generator, epochs=c.vf_epochs,
+            minibatch_size=c.vf_minibatch_size, overlap=c.critic_overlap and c.workers == 0,
+            process=c.critic_process,
+        )  # fmt: skip
+        self.obs_rms = RunningMeanStd(self.observation_space.shape)
+        self.ret_rms: RunningMeanStd | None = RunningMeanStd(()) if c.normalize_reward else None
+        self.collector: Collector | RayCollector | None = None
+        self.action_generator = torch.Generator().manual_seed(c.seed + 2)
+        self.updates = 0
+        self.env_steps = 0
+        self.episodes = 0
+        self.wall_time = 0.0
+        self.skips_in_row = 0
+        self.best_eval = -math.inf
+        #: Collector state from a loaded checkpoint, applied when the envs are made (issue 6).
+        self.collector_state: dict[str, Any] | None = None
+
+    # -- collection ---------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Create the envs (or Ray workers) and start the critic worker now rather than in the
+        first update, e.g. to time training from its first step (benchmarks/throughput.py)."""
+        self._ensure_collector()
+        self.critic_fit.prepare()
+
+    def _ensure_collector(self) -> Collector | RayCollector:
+        if self.collector is None and self.config.workers > 0:  # issue 7: Ray rollout workers
+            self.collector = RayCollector(
+                self.config, self.actor, self.critic, self.obs_rms, self.ret_rms,
+                self.action_generator, self.updates,
+            )  # fmt: skip
+        if self.collector is None:
+            c = self.config
+            env = self.env_source.make_vec(c.num_envs, c.vectorization)
+            col = Collector(
+                env, c.seed, c.normalize_obs, c.obs_clip, c.normalize_reward, c.gamma,
+                obs_rms=self.obs_rms, ret_rms=self.ret_rms, generator=self.action_generator,
+                step_timeout=c.step_timeout,
+            )  # fmt: skip
+            col.total_steps = self.env_steps
+            if self.updates > 0:
+                self._resume_collector(col)
+            self.collector = col
+        return self.collector
+
+    def _resume_collector(self, col: Collector) -> None:
+        """Continue the saved episodes bit-exactly; if the envs' state was not captured (see
+        ``trustpg.envs.envstate``), restart them from a reset seeded by the update counter, and warn."""
+        saved, self.collector_state = self.collector_state, None
+        why = col.load_state_dict(saved) if saved is not None else "the checkpoint holds no env state"
+        if why is not None:
+            col.seed = self.config.seed + 7919 * self.updates
+            col.reset(col.seed)
+            log.warning(
+                "resuming with fresh episodes, so this run will not match an uninterrupted one "
+                "exactly: %s (see docs/reliability.md)", why,
+            )  # fmt: skip
+
+    @property
+    def worker_restarts(self) -> int:
+        """Ray rollout workers restarted so far by this trainer's sampler (0 in-process)."""
+        return self.collector.restarts if isinstance(self.collector, RayCollector) else 0
+
+    def close(self) -> None:
+        self.critic_fit.close()
+        if self.collector is not None:
+            self.collector.close()
+            self.collector = None
+
+    # -- one update -------------------------------------------------------------------------
+    def iterate(self) -> dict[str, Any]:
+        """Collect one batch and update actor and critic; returns the metrics row."""
+        c = self.config
+        t0 = time.perf_counter()
+        collector = self._ensure_collector()
+        if isinstance(collector, RayCollector):  # the workers get the critic before collecting
+            self.critic_fit.finish()
+            batch = collector.collect(self.actor, self.critic, c.steps_per_env)
+        else:  # the previous batch's critic fit overlaps this collection
+            batch = collector.collect(self.actor, self.critic, c.steps_per_env, self.critic_fit.finish)
+        self.critic_fit.finish()
+        vl_before, vl_after = self.critic_fit.take_losses()
+        adv, returns = gae(
+            batch.rewards, batch.values, batch.next_values, batch.terminated, batch.truncated,
+            gamma=c.gamma, lam=c.gae_lambda,
+        )  # fmt: skip
+        obs = batch.obs.reshape(-1, *batch.obs.shape[2:])
+        actions = batch.actions.reshape(-1, *batch.actions.shape[2:])
+        adv = adv.reshape(-1)
+        policy_adv = normalize(adv) if c.normalize_advantages else adv
+        theta = flat_params(self.actor)
+        rule = self.rule
+        if c.max_kl_final is not None and isinstance(rule, TRPO | NPG) and rule.max_kl is not None:
+            delta = kl_budget(c.max_kl, c.max_kl_final, self.env_steps, c.steps)
+            rule = dataclasses.replace(rule, max_kl=delta)
+        with torch_threads(self.update_threads):  # the critic fit only starts after the update
+            stats = rule.update(self.actor, PolicyBatch(obs, actions, policy_adv))
+        stats = self._keep_finite(theta, stats)
+        self.critic_fit.start(obs, returns.reshape(-1))
+        seconds = time.perf_counter() - t0
+        self.updates += 1
+        self.env_steps += c.batch_size
+        self.episodes += len(batch.episode_returns)
+        self.wall_time += seconds
+        self.skips_in_row = self.skips_in_row + 1 if stats.skipped else 0
+        row = _row(self, stats, batch, vl_before, vl_after, seconds)
+        if self.skips_in_row >= c.max_consecutive_skips:
+            raise TrainingFault(
+                f"{self.skips_in_row} updates in a row were skipped (last: {stats.skip_reason}); "
+                "stopping. Try a larger damping, a smaller max_kl or check the environment's rewards.",
+                row,
+            )
+        return row
+
+    def _keep_finite(self, theta: Tensor, stats: StepStats) -> StepStats:
+        """Never keep NaN/inf actor parameters: the update rules restore θ themselves; this is the
+        last line of defence (the critic's is in :class:`CriticFitter`)."""
+        if not torch.isfinite(flat_params(self.actor)).all():
+            set_flat_params(self.actor, theta)
+            stats = dataclasses.replace(stats, skip_reason="non-finite parameters after the step")
+        return stats
+
+    # -- checkpoint state -------------------------------------------------------------------
+    def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """Everything needed to continue this run, as tensors and JSON (a pending critic fit is
+        finished first; its losses, not yet in a metrics row, are saved for the next one)."""
+        self.critic_fit.finish()
+        tensors = {
+            **prefixed("actor", self.actor.state_dict()),
+            **prefixed("critic", self.critic.state_dict()),
+            **prefixed("obs_rms", self.obs_rms.state_dict()),
+            "rng.vf": self.vf_generator.get_state(),
+            "rng.action": self.action_generator.get_state(),
+        }
+        if self.ret_rms is not None:
+            tensors.update(prefixed("ret_rms", self.ret_rms.state_dict()))
+        vf_t, vf_meta = optimizer_state("vf_opt", self.vf_optimizer.state_dict())
+        tensors.update(vf_t)
+        losses = [_finite_or_none(x) for x in self.critic_fit.losses]
+        meta: dict[str, Any] = {"vf_opt": vf_meta, "value_losses_unreported": losses}
+        if isinstance(self.rule, VPG):
+            pg_t, pg_meta = optimizer_state("pg_opt", self.rule.state_dict())
+            tensors.update(pg_t)
+            meta["pg_opt"] = pg_meta
+        meta.update(
+            config=self.config.to_dict(), updates=self.updates, env_steps=self.env_steps,
+            episodes=self.episodes, wall_time=self.wall_time, best_eval=_finite_or_none(self.best_eval),
+            skips_in_row=self.skips_in_row,
+        )  # fmt: skip
+        # Not collected since loading: keep the loaded env state so a re-save loses nothing.
+        col = self.collector
+        meta["collector"] = col.state_dict() if isinstance(col, Collector) else self.collector_state
+        return tensors, meta
+
+    def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        """Continue from :meth:`state`'s output (as :func:`trustpg.io.checkpoint.load_checkpoint`
+        returns it); CheckpointError if tensors or optimiser state do not fit this trainer."""
+        try:
+            self._load_state(tensors, meta)
+        except (KeyError, ValueError, TypeError, IndexError) as e:
+            raise CheckpointError(
+                f"its tensors or optimiser state do not fit ({type(e).__name__}: {e})"
+            ) from None
+
+    def _load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        self.critic_fit.close()  # a fit still running must not write over the loaded critic
+        self.actor.load_state_dict(unprefixed("actor", tensors))
+        self.critic.load_state_dict(unprefixed("critic", tensors))
+        self.obs_rms.load_state_dict(unprefixed("obs_rms", tensors))
+        if self.ret_rms is not None:
+            self.ret_rms.load_state_dict(unprefixed("ret_rms", tensors))
+        self.vf_generator.set_state(tensors["rng.vf"])
+        self.action_generator.set_state(tensors["rng.action"])
+        self.vf_optimizer.load_state_dict(optimizer_from("vf_opt", tensors, meta["vf_opt"]))
+        before, after = meta.get("value_losses_unreported") or (None, None)
+        self.critic_fit.losses = tuple(math.nan if x is None else float(x) for x in (before, after))  # type: ignore[assignment]
+        if isinstance(self.rule, VPG) and "pg_opt" in meta:
+            self.rule.load_state_dict(optimizer_from("pg_opt", tensors, meta["pg_opt"]))
+        self.updates = int(meta["updates"])
+        self.env_steps = int(meta["env_steps"])
+        self.episodes = int(meta["episodes"])
+        self.wall_time = float(meta["wall_time"])
+        self.skips_in_row = int(meta.get("skips_in_row", 0))  # format 1 did not save it
+        best = meta.get("best_eval")
+        self.best_eval = -math.inf if best is None else float(best)
+        self.close()  # envs are remade on the next update, in the saved state
+        self.collector_state = meta.get("collector")
+
+    # -- acting -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(
+        self, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None = None
+    ) -> np.ndarray:
+        """Actions for raw observations ``[B, ...]`` from the current policy (normalised as in training)."""
+        c = self.config
+        x = np.asarray(obs, np.float64)
+        if c.normalize_obs:
+            x = (x - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
+            x = np.clip(x, -c.obs_clip, c.obs_clip)
+        dist = self.actor(torch.as_tensor(x, dtype=torch.float32).reshape(x.shape[0], -1))
+        a = (dist.mode() if deterministic else dist.sample(generator)).numpy()
+        if isinstance(self.action_space, gym.spaces.Box):
+            return np.clip(a, self.action_space.low, self.action_space.high)
+        return a.astype(self.action_space.dtype)
+
+
+def _check_memory(
+    c: TrainConfig, obs_space: gym.Space, act_space: gym.Space, actor: nn.Module | None
+) -> None:
+    """ValueError naming the fields if the networks and batch of ``c`` cannot fit in memory."""
+    if actor is None:
+        check_memory(c, obs_dim(obs_space), action_kind(act_space)[1])
+    else:
+        n = sum(p.numel() for p in actor.parameters())
+        check_memory(c, obs_dim(obs_space), int(np.prod(act_space.shape or (1,))), actor_params=n)
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _row(
+    t: Trainer, s: StepStats, batch: Batch, vl_before: float, vl_after: float, seconds: float
+) -> dict[str, Any]:
+    rets, lens = batch.episode_returns, batch.episode_lengths
+    return {
+        "update": t.updates, "env_steps": t.env_steps, "episodes": t.episodes,
+        "mean_return": float(np.mean(rets)) if rets else math.nan,
+        "mean_length": float(np.mean(lens)) if lens else math.nan,
+        "surrogate_before": s.surrogate_before, "surrogate_after": s.surrogate_after,
+        "predicted_kl": s.predicted_kl, "measured_kl": s.measured_kl,
+        "cg_residual": s.cg_residual, "cg_iterations": s.cg_iterations,
+        "backtracks": s.backtracks, "grad_angle": s.grad_angle, "grad_norm": s.grad_norm,
+        "step_norm": s.step_norm, "entropy": s.entropy,
+        "value_loss_before": vl_before, "value_loss": vl_after,
+        "skipped": int(s.skipped), "skip_reason": s.skip_reason,
+        "seconds": seconds, "wall_time": t.wall_time,
+        "steps_per_sec": t.config.batch_size / seconds if seconds > 0 else math.nan,
+        "eval_return": math.nan, "worker_restarts": t.worker_restarts,
+    }  # fmt: skip
+
+
+Callback = Callable[[dict[str, Any]], bool | None]
