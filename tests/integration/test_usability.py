@@ -286,7 +286,7 @@ def test_custom_policy_trains_saves_and_loads(tmp_path):
         def forward(self, obs):
             return obs
 
-    with pytest.raises(TypeError, match=r"must return a trustpg\.distributions"):
+    with pytest.raises(TypeError, match=r"must return a trustpg\.core\.distributions"):
         TRPO("CartPole-v1", policy=NotAPolicy(), **TINY_KW)
 
 

@@ -87,5 +87,5 @@ def test_only_the_default_actor_is_supported():
     odd = _actor("gaussian", 3, ())
     odd.net.insert(1, nn.LayerNorm(16))
     assert not NumpyActor.supports(odd)
-    with pytest.raises(TypeError, match=r"needs a trustpg\.policies\.Actor"):
+    with pytest.raises(TypeError, match=r"needs a trustpg\.nets\.policies\.Actor"):
         NumpyActor(Custom())  # type: ignore[arg-type]
