@@ -239,7 +239,7 @@ class Agent:
         try:
             agent = Agent(config, policy, env)
         except ValueError as e:  # an env id unknown here, sizes this machine cannot hold, ...
-            raise CheckpointError(f"{path}: {e}") from None
+            raise ValueError(f"{path}: {e}") from None  # the caller's to fix: named, same type
         try:
             agent.trainer.load_state(tensors, meta)
         except (KeyError, RuntimeError) as e:
