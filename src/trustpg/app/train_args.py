@@ -117,7 +117,7 @@ def _one_line_parse_errors() -> Iterator[None]:
 
 def _box_text(box: str) -> str:
     """The message inside tyro's error box: its lines up to the first rule, joined."""
-    lines = []
+    lines: list[str] = []
     for raw in box.splitlines()[1:]:  # the first line is the box's title
         text = raw.strip().strip("│╭╮╰╯").strip()
         if set(text) <= set("─ "):

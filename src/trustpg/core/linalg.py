@@ -33,11 +33,20 @@ def set_flat_params(module: nn.Module, flat: Tensor) -> None:
             offset += n
 
 
-def flat_grad(output: Tensor, params: Iterable[nn.Parameter], **kwargs: bool) -> Tensor:
-    """∇ output w.r.t. ``params`` as one vector (zeros for parameters it does not touch)."""
-    params = list(params)
-    grads = torch.autograd.grad(output, params, allow_unused=True, **kwargs)
-    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(grads, params)])
+def flat_grad(
+    output: Tensor,
+    params: Iterable[nn.Parameter],
+    *,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+) -> Tensor:
+    """∇ output w.r.t. ``params`` as one vector (zeros for parameters it does not touch);
+    ``retain_graph`` and ``create_graph`` as in ``torch.autograd.grad``."""
+    ps = list(params)
+    grads = torch.autograd.grad(
+        output, ps, retain_graph=retain_graph, create_graph=create_graph, allow_unused=True
+    )
+    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(grads, ps)])
 
 
 @dataclass(frozen=True)

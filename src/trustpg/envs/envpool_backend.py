@@ -26,7 +26,8 @@ resumed run restarts its episodes and warns.
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar
+import secrets
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -79,7 +80,7 @@ class EnvPoolVectorEnv(gym.vector.VectorEnv):
     the cores this process may use.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {
+    metadata: dict[str, Any] = {  # noqa: RUF012 (an instance attribute in gym.vector.VectorEnv)
         "autoreset_mode": gym.vector.AutoresetMode.SAME_STEP,
         "render_modes": [],
     }
@@ -127,7 +128,7 @@ class EnvPoolVectorEnv(gym.vector.VectorEnv):
     def _seeds(self, seed: int | list[int] | None) -> int | list[int]:
         """Validated seeds for a new pool (``None``: fresh entropy, as Gymnasium)."""
         if seed is None:
-            seed = int(np.random.SeedSequence().entropy % (_SEED_LIMIT - self.num_envs))
+            seed = secrets.randbits(128) % (_SEED_LIMIT - self.num_envs)  # as np.random.SeedSequence()
         as_int = lambda s: int(s) if isinstance(s, np.integer) else s  # noqa: E731
         seed = as_int(seed) if not isinstance(seed, list | tuple) else [as_int(s) for s in seed]
         seeds = [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else list(seed)

@@ -183,8 +183,8 @@ def _register_builtins() -> None:
     for cls in (TimeLimit, OrderEnforcing, PassiveEnvChecker, FlattenObservation):
         register_env_state(cls)
     classic = (cc.CartPoleEnv, cc.PendulumEnv, cc.AcrobotEnv, cc.MountainCarEnv, cc.Continuous_MountainCarEnv)
-    for cls in classic:
-        register_env_state(cls)
+    for env_cls in classic:
+        register_env_state(env_cls)
     try:
         from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
     except ImportError:  # mujoco not installed

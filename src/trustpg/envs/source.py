@@ -180,19 +180,22 @@ class EnvSource:
             from trustpg.envs.envpool_backend import EnvPoolVectorEnv
 
             return EnvPoolVectorEnv(self._id, num_envs, self.env_kwargs)
-        vector_kwargs = {"autoreset_mode": SAME_STEP}
         # Async workers are made in their subprocesses: there they leave a terminal's Ctrl-C
         # (sent to the whole process group) to the trainer, which stops cleanly and closes them.
         shield = [ignore_terminal_interrupt] if vectorization == "async" else []
+        wrappers: list[Callable[[gym.Env], gym.Env]] = [flatten_if_needed, *shield]
         if self._id is not None:
             return gym.make_vec(
                 self._id, num_envs=num_envs, vectorization_mode=vectorization,
-                vector_kwargs=vector_kwargs, wrappers=[flatten_if_needed, *shield], **self.env_kwargs,
+                vector_kwargs={"autoreset_mode": SAME_STEP},
+                # Gymnasium annotates wrappers as returning a Wrapper; it only needs an Env (env = w(env)).
+                wrappers=wrappers,  # type: ignore[arg-type]
+                **self.env_kwargs,
             )  # fmt: skip
         fns = [self._env_fn(i) for i in range(num_envs)]
         if vectorization == "async":
-            return gym.vector.AsyncVectorEnv([_shielded(fn) for fn in fns], **vector_kwargs)
-        return gym.vector.SyncVectorEnv(fns, **vector_kwargs)
+            return gym.vector.AsyncVectorEnv([_shielded(fn) for fn in fns], autoreset_mode=SAME_STEP)
+        return gym.vector.SyncVectorEnv(fns, autoreset_mode=SAME_STEP)
 
     def _env_fn(self, i: int) -> Callable[[], gym.Env]:
         if self._factory is not None:

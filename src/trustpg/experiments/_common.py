@@ -45,7 +45,7 @@ CURVE_COLUMNS = ("update", "env_steps", "mean_return", "measured_kl", "predicted
 def check_budget(budget: str) -> Budget:
     if budget not in BUDGETS:
         raise ValueError(f"budget must be one of {BUDGETS}, got {budget!r}")
-    return budget  # type: ignore[return-value]
+    return budget
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from trustpg.core.distributions import Bernoulli, kl
 from trustpg.core.fisher import fisher_matrix
-from trustpg.core.steps import NPG, VPG, NaturalDirection
+from trustpg.core.steps import NPG, VPG, NaturalDirection, UpdateRule
 from trustpg.experiments._common import (
     check_budget,
     exact_batch,
@@ -109,7 +109,7 @@ def steps_at(theta: float, step_size: float = STEP_SIZE) -> dict[str, float]:
     batch = exact_batch(torch.tensor([1.0 - theta, theta], dtype=torch.float64),
                         torch.tensor([0.0, 1.0], dtype=torch.float64))  # fmt: skip
     natural = NPG(step_size=step_size, max_kl=None, direction=NaturalDirection(damping=0.0))
-    rules = {"vanilla": VPG(lr=step_size), "natural": natural}
+    rules: dict[str, UpdateRule] = {"vanilla": VPG(lr=step_size), "natural": natural}
     out: dict[str, float] = {}
     for param, make in (("prob", ProbBernoulli), ("logit", LogitBernoulli)):
         for name, rule in rules.items():

@@ -144,7 +144,7 @@ def step_kls(case: Case, rule: UpdateRule) -> tuple[float, float]:
 
 def headline(all_cases: list[Case], vanilla_lr: float = SMALL_STEP) -> list[dict[str, Any]]:
     """KLs of one vanilla and several natural steps (exact, damped, truncated CG) per case."""
-    variants: list[tuple[str, UpdateRule, float, int]] = [
+    variants: list[tuple[str, VPG | NPG, float, int]] = [
         ("vanilla", VPG(lr=vanilla_lr), 0.0, 0),
         ("natural", natural(SMALL_STEP), 0.0, EXACT_CG_ITERS),
         ("natural", natural(0.3), 0.0, EXACT_CG_ITERS),

@@ -38,7 +38,7 @@ TASKS: dict[str, tuple[dict[str, Any], int, float]] = {
     "CartPole-v1": ({}, 61_440, 0.0),
     "Pendulum-v1": (preset_overrides("classic", "Pendulum-v1"), 81_920, -16.2736044 * 200),
 }
-FULL_SEEDS = (0, 1, 2)
+FULL_SEEDS: tuple[int, ...] = (0, 1, 2)
 
 
 def catastrophic_drops(returns: Sequence[float], floor: float = 0.0) -> int:
