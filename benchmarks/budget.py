@@ -37,9 +37,9 @@ from phases import _timed  # type: ignore[import-not-found]  # benchmarks/phases
 from throughput import _raw  # type: ignore[import-not-found]
 
 from trustpg import TRPO
-from trustpg.accel import fast_actor, mlp_fisher
+from trustpg.accel import fast_actor
 from trustpg.config.presets import PRESETS, preset_overrides
-from trustpg.core import steps
+from trustpg.core import fisher, steps
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -59,8 +59,8 @@ def _actor_us(actor: fast_actor.NumpyActor, obs: np.ndarray, gen: torch.Generato
 
 
 def _fvp_timer(totals: dict[str, float]) -> None:
-    """Time every Fisher-vector product of the analytic path (the functions actor_fvp returns)."""
-    make = mlp_fisher.actor_fvp
+    """Time every Fisher-vector product of the analytic path (the functions _analytic_fvp returns)."""
+    make = fisher._analytic_fvp
 
     def timed_actor_fvp(*args: object, **kw: object) -> Callable[[torch.Tensor], torch.Tensor] | None:
         fvp = make(*args, **kw)  # type: ignore[arg-type]
@@ -76,7 +76,7 @@ def _fvp_timer(totals: dict[str, float]) -> None:
 
         return timed
 
-    mlp_fisher.actor_fvp = timed_actor_fvp  # type: ignore[assignment]
+    fisher._analytic_fvp = timed_actor_fvp  # type: ignore[assignment]
 
 
 def main() -> None:
@@ -95,7 +95,7 @@ def main() -> None:
     c = agent.config
     agent.learn(c.batch_size)  # warm-up: envs, critic worker, first update
     n = c.num_envs
-    actor = fast_actor.NumpyActor(agent.trainer.actor)
+    actor = fast_actor.NumpyActor(agent.trainer.actor.mlp_spec())  # type: ignore[operator]
     obs_dim = agent.trainer.actor.net[0].in_features
     obs = np.random.default_rng(0).standard_normal((n, obs_dim)).astype(np.float32)
     gen = torch.Generator().manual_seed(0)

@@ -182,7 +182,6 @@ def _tianshou(env_id: str, steps: int) -> float:
 def _fvp(method: str, batch: int) -> float:
     import torch
 
-    from trustpg.accel.mlp_fisher import fast_fvp
     from trustpg.core.fisher import fisher_vector_product
     from trustpg.nets.policies import Actor
 
@@ -190,7 +189,7 @@ def _fvp(method: str, batch: int) -> float:
     policy = Actor(11, 3, "gaussian", (64, 64))
     obs = torch.randn(batch, 11)
     v = torch.randn(sum(p.numel() for p in policy.parameters()))
-    fvp = fisher_vector_product(policy, obs, method=method, fast=fast_fvp)  # as the trainer does
+    fvp = fisher_vector_product(policy, obs, method=method)  # as the trainer does
     fvp(v)
     t = time.perf_counter()
     for _ in range(20):

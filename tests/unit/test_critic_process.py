@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from trustpg.accel import critic_worker as cw
+from trustpg.accel import fallback, np_mlp
 from trustpg.accel.critic_process import CriticProcess, make_job
 from trustpg.core.linalg import flat_params
 from trustpg.core.optim import Adam
@@ -50,7 +51,7 @@ def test_numpy_gradient_equals_autograd(activation: str) -> None:
     expected = torch.autograd.grad((critic(x) - y).pow(2).mean(), list(critic.parameters()))
     layers = _layers(critic)
     grads = [(np.zeros_like(w), np.zeros_like(b)) for w, b in layers]
-    cw.mse_gradient(layers, activation, x.numpy(), y.numpy(), grads)
+    np_mlp.mse_gradient([(w.T, b) for w, b in layers], activation, x.numpy(), y.numpy(), grads)
     flat = [a for pair in grads for a in pair]
     for got, want in zip(flat, expected, strict=True):
         np.testing.assert_allclose(got, want.numpy(), rtol=1e-12, atol=1e-12)
@@ -65,7 +66,7 @@ def test_numpy_adam_equals_torch_adam() -> None:
     for k, gk in enumerate(g, start=1):
         ref.grad = gk.clone()
         opt.step()
-        cw._adam(mine, gk.numpy(), m, v, float(k), 3e-3, 0.9, 0.999, 1e-8)
+        np_mlp.adam_step(mine, gk.numpy(), m, v, float(k), 3e-3, 0.9, 0.999, 1e-8)
     np.testing.assert_allclose(mine, ref.detach().numpy(), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(m, opt.state[0]["exp_avg"].numpy(), rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(v, opt.state[0]["exp_avg_sq"].numpy(), rtol=1e-5, atol=1e-10)
@@ -171,26 +172,33 @@ def test_worker_that_cannot_start_falls_back(monkeypatch: pytest.MonkeyPatch, ca
     assert "could not start" in caplog.text
 
 
-def test_process_only_for_supported_float32_critics() -> None:
+def test_process_only_for_supported_float32_critics(caplog: pytest.LogCaptureFixture) -> None:
     assert _fitter(process=True)[0].process
     assert not _fitter(process=False)[0].process
     opt_args = dict(epochs=1, minibatch_size=8, overlap=True, process=True)
     c64 = _critic(dtype=torch.float64)
-    assert not CriticFitter(c64, Adam(c64.parameters()), torch.Generator(), **opt_args).process
+    fallback.reset()
+    with caplog.at_level("INFO", logger="trustpg"):
+        assert not CriticFitter(c64, Adam(c64.parameters()), torch.Generator(), **opt_args).process
+        assert not CriticFitter(c64, Adam(c64.parameters()), torch.Generator(), **opt_args).process
+    said = [r.getMessage() for r in caplog.records if "critic worker process off" in r.getMessage()]
+    assert said == ["critic worker process off: the critic's parameters are not float32; "
+                    "the critic is fitted on a thread (~2.7x slower)"]  # once  # fmt: skip
     elu = _critic("elu")
-    elu.net[1].alpha = 0.5
-    assert not CriticFitter(elu, Adam(elu.parameters()), torch.Generator(), **opt_args).process
+    elu.net[1].alpha = 0.5  # the spec carries α to the worker's kernel
+    assert CriticFitter(elu, Adam(elu.parameters()), torch.Generator(), **opt_args).process
     no_overlap = CriticFitter(_critic(), Adam(_critic().parameters()), torch.Generator(),
                               epochs=1, minibatch_size=8, overlap=False, process=True)  # fmt: skip
     assert not no_overlap.process
 
 
 def test_worker_script_imports_numpy_only() -> None:
-    """The child must not import torch (~220 MB): run the script's imports in a fresh interpreter."""
+    """The child must not import torch (~220 MB): run the worker module's imports in a fresh
+    interpreter, as ``python -m trustpg.accel.critic_worker`` does (without running main)."""
     import subprocess
     import sys
 
-    code = f"import runpy, sys; runpy.run_path({cw.__file__!r}); print('torch' in sys.modules)"
+    code = "import runpy, sys; runpy.run_module('trustpg.accel.critic_worker'); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"
 
@@ -262,7 +270,9 @@ def test_job_fits_in_the_pipe_so_submit_does_not_wait_for_the_child() -> None:
     critic = Critic(11)
     gen = torch.Generator().manual_seed(0)
     perms = [torch.randperm(2048, generator=gen) for _ in range(20)]
-    job = make_job(critic, Adam(critic.parameters()), torch.randn(2048, 11), torch.randn(2048), perms, 128)
+    spec = critic.mlp_spec()
+    assert spec is not None
+    job = make_job(spec, Adam(critic.parameters()), torch.randn(2048, 11), torch.randn(2048), perms, 128)
     assert job["perms"].dtype == np.int32
     proc = CriticProcess()
     proc.start()

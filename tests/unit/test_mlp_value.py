@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from trustpg.accel import mlp_value
-from trustpg.accel.mlp_value import MSEGradient, supports
+from trustpg.accel.mlp_value import MSEGradient
 from trustpg.core.optim import Adam
-from trustpg.nets.policies import Critic
+from trustpg.nets.policies import Actor, Critic, mlp_spec_of
 from trustpg.train.value import fit_value
 
 DT = torch.float64
@@ -39,7 +39,20 @@ def _autograd_grads(critic: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list
 
 
 class _Subclass(Critic):
-    """Same network, but a subclass: its forward could differ, so the fit must use autograd."""
+    """Same network, but its own forward (which could differ): no MLP spec, so the fit uses autograd."""
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return super().forward(obs)
+
+
+def _grad(critic: Critic) -> MSEGradient:
+    spec = critic.mlp_spec()
+    assert spec is not None
+    return MSEGradient(spec)
+
+
+def supports(critic: nn.Module) -> bool:
+    return mlp_spec_of(critic)[0] is not None
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
@@ -48,14 +61,14 @@ def test_gradient_equals_autograd(activation: str, hidden: tuple[int, ...]) -> N
     critic = _critic(activation, hidden)
     x, y = _data()
     expected = _autograd_grads(critic, x, y)
-    MSEGradient(critic)(x, y)
+    _grad(critic)(x, y)
     for p, g in zip(critic.parameters(), expected, strict=True):
         torch.testing.assert_close(p.grad, g, rtol=1e-12, atol=1e-12)
 
 
 def test_gradient_is_overwritten_not_accumulated() -> None:
     critic = _critic()
-    grad = MSEGradient(critic)
+    grad = _grad(critic)
     x1, y1 = _data(seed=1)
     x2, y2 = _data(seed=2)
     grad(x1, y1)
@@ -69,7 +82,7 @@ def test_gradient_of_a_perfect_fit_is_zero() -> None:
     x, _ = _data()
     with torch.no_grad():
         y = critic(x)
-    MSEGradient(critic)(x, y)
+    _grad(critic)(x, y)
     assert all(float(p.grad.abs().max()) < 1e-14 for p in critic.parameters())
 
 
@@ -88,8 +101,24 @@ def test_supports() -> None:
     no_bias = Critic(3, (4,))
     no_bias.net[0] = nn.Linear(3, 4, bias=False)
     assert not supports(no_bias)
-    with pytest.raises(ValueError, match="MSEGradient needs"):
-        MSEGradient(_Subclass(3))
+    assert mlp_spec_of(_Subclass(3))[1] == "_Subclass overrides forward"
+    assert "has a Sigmoid" in mlp_spec_of(odd)[1]
+    assert supports(type("NoOverride", (Critic,), {})(3))  # a subclass with the stock forward
+
+
+def test_attaches_by_spec_and_says_once_when_it_cannot(caplog: pytest.LogCaptureFixture) -> None:
+    from trustpg.accel import fallback
+    from trustpg.train.value import _by_hand
+
+    fallback.reset()
+    with caplog.at_level("INFO", logger="trustpg"):
+        assert _by_hand(Critic(3)) is not None
+        assert _by_hand(_Subclass(3)) is None and _by_hand(_Subclass(3)) is None
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["hand-written critic gradient off: _Subclass overrides forward (mlp_spec() is None); "
+                    "the critic is fitted by autograd (~3x slower)"]  # fmt: skip
+    with pytest.raises(ValueError, match="not a value"):
+        MSEGradient(Actor(3, 2, "categorical").mlp_spec())  # type: ignore[arg-type]
 
 
 def _fit(critic: nn.Module, epochs: int = 4, minibatch: int = 8) -> tuple[float, float]:
@@ -102,7 +131,7 @@ def _fit(critic: nn.Module, epochs: int = 4, minibatch: int = 8) -> tuple[float,
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_fit_by_hand_equals_autograd_fit(activation: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Same minibatches in the same order, same Adam: the fitted critics agree (float64) and the
-    loss goes down; the reference is the autograd path, forced by disabling ``supports``."""
+    loss goes down; the reference is the autograd path, forced by disabling ``_by_hand``."""
     by_hand = _critic(activation)
     reference = _critic(activation)
     calls = []
@@ -110,7 +139,7 @@ def test_fit_by_hand_equals_autograd_fit(activation: str, monkeypatch: pytest.Mo
     monkeypatch.setattr(mlp_value.MSEGradient, "__call__", lambda s, x, y: calls.append(1) or real(s, x, y))
     losses = _fit(by_hand)
     assert len(calls) == 4 * 5  # 4 epochs of 5 minibatches
-    monkeypatch.setattr("trustpg.train.value.supports", lambda critic: False)
+    monkeypatch.setattr("trustpg.train.value._by_hand", lambda critic: None)
     ref_losses = _fit(reference)
     assert len(calls) == 20  # the reference did not use the hand-written gradient
     assert losses[1] < losses[0]
@@ -124,7 +153,7 @@ def test_float32_fit_close_to_autograd(monkeypatch: pytest.MonkeyPatch) -> None:
     by_hand = _critic(dtype=torch.float32)
     reference = _critic(dtype=torch.float32)
     _fit(by_hand)
-    monkeypatch.setattr("trustpg.train.value.supports", lambda critic: False)
+    monkeypatch.setattr("trustpg.train.value._by_hand", lambda critic: None)
     _fit(reference)
     for p, q in zip(by_hand.parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)

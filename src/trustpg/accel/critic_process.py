@@ -1,6 +1,6 @@
 """Parent side of the critic worker process (:mod:`trustpg.accel.critic_worker`).
 
-:class:`CriticProcess` starts ``python critic_worker.py`` on first use, sends it one fit at a
+:class:`CriticProcess` starts ``python -m trustpg.accel.critic_worker`` on first use, sends it one fit at a
 time and reads the answer when the trainer needs the critic. Jobs carry everything (parameters,
 Adam state, data, minibatch permutations), so the child holds no state between fits and a child
 that dies is simply restarted; the caller fits in-process when a fit fails (nothing is lost).
@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from trustpg.accel import critic_worker
 from trustpg.core.optim import Adam
 from trustpg.errors import CriticWorkerError
+from trustpg.nets.policies import MLPSpec
 
 try:
     import fcntl
@@ -118,12 +118,15 @@ class CriticProcess:
 
     def _start(self) -> None:
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        # The child imports this very trustpg (a source tree on sys.path, or the installed one).
+        src = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])])
         try:
             # Its own process group: a terminal's Ctrl-C signals the whole foreground group, and
             # the child must live on so the parent can finish the update and checkpoint exactly.
             # The child still ends with the parent: EOF on its stdin.
             self._proc = subprocess.Popen(
-                [sys.executable, "-u", critic_worker.__file__],
+                [sys.executable, "-u", "-m", "trustpg.accel.critic_worker"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, process_group=0,
             )  # fmt: skip
         except OSError as e:
@@ -228,15 +231,11 @@ def _end(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=5)
 
 
-def linear_layers(critic: nn.Module) -> list[nn.Linear]:
-    return [m for m in critic.net if type(m) is nn.Linear]  # type: ignore[attr-defined]
-
-
 def make_job(
-    critic: nn.Module, optimizer: Adam, obs: Tensor, returns: Tensor, perms: list[Tensor], minibatch_size: int
+    spec: MLPSpec, optimizer: Adam, obs: Tensor, returns: Tensor, perms: list[Tensor], minibatch_size: int
 ) -> dict[str, Any]:
-    """The worker's job for a critic :func:`trustpg.accel.mlp_value.supports` accepts (float32)."""
-    params = [p for m in linear_layers(critic) for p in (m.weight, m.bias)]
+    """The worker's job for a float32 CPU critic of this ``spec`` (``critic.mlp_spec()``)."""
+    params = spec.parameters()
     flat = torch.cat([p.detach().reshape(-1) for p in params]).numpy()
     index = {id(q): k for k, q in enumerate(optimizer.params)}
     state = [optimizer.state.get(index[id(p)]) for p in params]
@@ -246,9 +245,9 @@ def make_job(
         step = float(state[0]["step"])  # type: ignore[index]
     else:  # no step taken yet (or a reset after a non-finite fit)
         m, v, step = np.zeros_like(flat), np.zeros_like(flat), 0.0
-    act = type(critic.net[1]).__name__.lower() if len(critic.net) > 1 else "tanh"  # type: ignore[index]
     return {
-        "params": flat, "shapes": [tuple(p.shape) for p in params], "activation": act,
+        "params": flat, "shapes": [tuple(p.shape) for p in params],
+        "activation": spec.activation, "alpha": spec.alpha,
         "obs": obs.detach().numpy(), "returns": returns.detach().numpy(),
         "perms": np.stack([p.numpy() for p in perms]).astype(_index_dtype(obs.shape[0])),
         "minibatch_size": minibatch_size,
@@ -262,9 +261,9 @@ def _index_dtype(n: int) -> type[np.integer]:
     return np.int32 if n < 2**31 else np.int64
 
 
-def apply_result(critic: nn.Module, optimizer: Adam, reply: dict[str, Any]) -> tuple[float, float]:
-    """Load the worker's parameters and Adam state into ``critic`` and ``optimizer``."""
-    params = [p for m in linear_layers(critic) for p in (m.weight, m.bias)]
+def apply_result(spec: MLPSpec, optimizer: Adam, reply: dict[str, Any]) -> tuple[float, float]:
+    """Load the worker's parameters and Adam state into the critic of ``spec`` and ``optimizer``."""
+    params = spec.parameters()
     index = {id(q): k for k, q in enumerate(optimizer.params)}
     i = 0
     with torch.no_grad():

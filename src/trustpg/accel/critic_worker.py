@@ -4,16 +4,16 @@ Why a process: a thread that issues many small PyTorch/NumPy calls takes and rel
 thousands of times per fit, and each hand-over stalls the main thread, which steps MuJoCo through
 Python (benchmarks/contention.py: Hopper stepping 1.25-1.38× slower next to such a thread, 1.00×
 next to a process doing the same work). This file imports only NumPy, so the child costs ~30 MB
-instead of the ~220 MB of a PyTorch import; it is run as a script (``python critic_worker.py``),
-never through the ``trustpg`` package.
+instead of the ~220 MB of a PyTorch import; it is run as ``python -m trustpg.accel.critic_worker``
+and imports nothing of ``trustpg`` but the NumPy MLP kernel (:mod:`trustpg.accel.np_mlp`; the
+package ``__init__`` files are light), an import-linter contract in pyproject.toml.
 
-The math is that of :mod:`trustpg.accel.mlp_value` (MSE gradient of an MLP by hand) and
-:class:`trustpg.core.optim.Adam` (PyTorch's Adam formula), on the float32 parameters the parent
-sends. The parent draws the minibatch permutations from its torch generator, so the minibatches
-are exactly those of the in-process fit; results agree with it to float32 rounding
-(tests/unit/test_critic_process.py). Protocol: the parent writes pickled ``dict`` jobs to stdin,
-the child answers each with a pickled ``dict`` on stdout, preceded by its length (8 bytes,
-little-endian) so that the parent can read it with a deadline; EOF ends the child.
+The math is the kernel's MSE gradient and Adam step (PyTorch's Adam formula), on the float32
+parameters the parent sends. The parent draws the minibatch permutations from its torch
+generator, so the minibatches are exactly those of the in-process fit; results agree with it to
+float32 rounding (tests/unit/test_critic_process.py). Protocol: the parent writes pickled ``dict``
+jobs to stdin, the child answers each with a pickled ``dict`` on stdout, preceded by its length
+(8 bytes, little-endian) so that the parent can read it with a deadline; EOF ends the child.
 """
 
 from __future__ import annotations
@@ -31,58 +31,15 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-
-def forward(layers: list[tuple[np.ndarray, np.ndarray]], activation: str, x: np.ndarray) -> list[np.ndarray]:
-    """Inputs of every layer and the output [B, 1]: ``[x, h1, …, out]``."""
-    outs = [x]
-    for i, (w, b) in enumerate(layers):
-        z = outs[-1] @ w.T
-        z += b
-        if i < len(layers) - 1:
-            _activate(activation, z)
-        outs.append(z)
-    return outs
-
-
-def _activate(activation: str, z: np.ndarray) -> None:
-    if activation == "tanh":
-        np.tanh(z, out=z)
-    elif activation == "relu":
-        np.maximum(z, 0.0, out=z)
-    else:  # elu, α = 1
-        neg = z < 0
-        z[neg] = np.expm1(z[neg])
-
-
-def _derivative(activation: str, h: np.ndarray) -> np.ndarray:
-    if activation == "tanh":
-        return 1.0 - h * h
-    if activation == "relu":
-        return (h > 0).astype(h.dtype)
-    return np.where(h > 0, 1.0, h + 1.0).astype(h.dtype)
-
-
-def mse_gradient(
-    layers: list[tuple[np.ndarray, np.ndarray]], activation: str, x: np.ndarray, y: np.ndarray,
-    grads: list[tuple[np.ndarray, np.ndarray]],
-) -> None:  # fmt: skip
-    """Writes ∂/∂(W, b) of mean((V(x) − y)²) into ``grads`` (same shapes as ``layers``)."""
-    outs = forward(layers, activation, x)
-    u = (outs[-1][:, 0] - y)[:, None] * (2.0 / x.shape[0])
-    u = u.astype(x.dtype, copy=False)
-    for i in range(len(layers) - 1, -1, -1):
-        w = layers[i][0]
-        np.matmul(u.T, outs[i], out=grads[i][0])
-        np.sum(u, axis=0, out=grads[i][1])
-        if i > 0:
-            u = (u @ w) * _derivative(activation, outs[i])
+from trustpg.accel import np_mlp  # noqa: E402
 
 
 def fit(job: dict[str, Any]) -> dict[str, Any]:
     """One critic fit: Adam on minibatches of ``job["perms"]`` (one permutation per epoch).
 
     job: ``params`` flat float32 [P] in the order W₁, b₁, W₂, b₂, …; ``shapes`` of those tensors;
-    ``activation``; ``obs`` [B, D]; ``returns`` [B]; ``perms`` [epochs, B]; ``minibatch_size``;
+    ``activation`` (and ELU's ``alpha``); ``obs`` [B, D]; ``returns`` [B]; ``perms`` [epochs, B];
+    ``minibatch_size``;
     ``lr``, ``betas``, ``eps``; Adam state ``exp_avg``, ``exp_avg_sq`` [P] and ``step`` (float).
     Returns the new ``params``, ``exp_avg``, ``exp_avg_sq``, ``step`` and the full-batch losses
     ``before`` and ``after``.
@@ -91,24 +48,26 @@ def fit(job: dict[str, Any]) -> dict[str, Any]:
     m = np.array(job["exp_avg"], dtype=np.float32)
     v = np.array(job["exp_avg_sq"], dtype=np.float32)
     grad = np.zeros_like(params)
-    layers, grads = _views(params, job["shapes"]), _views(grad, job["shapes"])
-    act, obs, ret = (
+    grads = _views(grad, job["shapes"])
+    layers = [(w.T, b) for w, b in _views(params, job["shapes"])]  # the kernel's (Wᵀ, b)
+    act, alpha, obs, ret = (
         job["activation"],
+        float(job.get("alpha", 1.0)),
         np.asarray(job["obs"], np.float32),
         np.asarray(job["returns"], np.float32),
     )
     lr, (beta1, beta2), eps = job["lr"], job["betas"], job["eps"]
     step = float(job["step"])
-    before = _loss(layers, act, obs, ret)
+    before = _loss(layers, act, alpha, obs, ret)
     mb = int(job["minibatch_size"])
     for perm in job["perms"]:
         xs, ys = obs[perm], ret[perm]
         for start in range(0, len(perm), mb):
-            mse_gradient(layers, act, xs[start : start + mb], ys[start : start + mb], grads)
+            np_mlp.mse_gradient(layers, act, xs[start : start + mb], ys[start : start + mb], grads, alpha)
             step += 1.0
-            _adam(params, grad, m, v, step, lr, beta1, beta2, eps)
+            np_mlp.adam_step(params, grad, m, v, step, lr, beta1, beta2, eps)
     return {"params": params, "exp_avg": m, "exp_avg_sq": v, "step": step,
-            "before": before, "after": _loss(layers, act, obs, ret)}  # fmt: skip
+            "before": before, "after": _loss(layers, act, alpha, obs, ret)}  # fmt: skip
 
 
 def _views(flat: np.ndarray, shapes: list[tuple[int, ...]]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -122,24 +81,9 @@ def _views(flat: np.ndarray, shapes: list[tuple[int, ...]]) -> list[tuple[np.nda
     return out
 
 
-def _loss(layers: list[tuple[np.ndarray, np.ndarray]], act: str, obs: np.ndarray, ret: np.ndarray) -> float:
-    pred = forward(layers, act, obs)[-1][:, 0]
+def _loss(layers: list[np_mlp.Layer], act: str, alpha: float, obs: np.ndarray, ret: np.ndarray) -> float:
+    pred = np_mlp.forward(layers, act, obs, alpha)[-1][:, 0]
     return float(np.mean((pred.astype(np.float64) - ret) ** 2))
-
-
-def _adam(
-    p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, step: float,
-    lr: float, beta1: float, beta2: float, eps: float,
-) -> None:  # fmt: skip
-    """PyTorch's Adam (no weight decay, no amsgrad), in place."""
-    m *= beta1
-    m += (1.0 - beta1) * g
-    v *= beta2
-    v += (1.0 - beta2) * (g * g)
-    bias1 = 1.0 - beta1**step
-    bias2_sqrt = (1.0 - beta2**step) ** 0.5
-    denom = np.sqrt(v) / np.float32(bias2_sqrt) + np.float32(eps)
-    p -= np.float32(lr / bias1) * (m / denom)
 
 
 def main() -> None:

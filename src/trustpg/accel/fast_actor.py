@@ -1,14 +1,17 @@
-"""Sampling actions during collection with NumPy, for the default MLP :class:`~trustpg.nets.policies.Actor`.
+"""Sampling actions during collection with NumPy, for any actor that declares an
+:class:`~trustpg.nets.policies.MLPSpec` (``actor.mlp_spec()``, e.g. the default ``Actor``).
 
 Collection calls the policy once per vector step on a handful of observations, where PyTorch's
 per-call overhead (module dispatch, one kernel launch per op, the Distribution object) costs
 ~90–140 µs per call against ~25 µs for the same three small matmuls in NumPy; on CartPole that
 overhead is most of the training time (docs/performance.md). :class:`NumpyActor` takes a
-snapshot of the actor's weights (refreshed every batch, after each update) and samples from
-exactly the distribution the actor defines. Its randomness is drawn from the same
-``torch.Generator`` as :meth:`Distribution.sample` (uniforms or normals), so runs stay seeded
-and checkpointable. The update never uses these numbers: it recomputes π_old from the stored
-observations and actions with the PyTorch actor. Custom policies use the PyTorch path.
+snapshot of the actor's weights (refreshed every batch, after each update), runs them through
+the one NumPy MLP kernel (:mod:`trustpg.accel.np_mlp`) and samples from exactly the
+distribution the spec's head defines. Its randomness is drawn from the same ``torch.Generator``
+as :meth:`Distribution.sample` (uniforms or normals), so runs stay seeded and checkpointable.
+The update never uses these numbers: it recomputes π_old from the stored observations and
+actions with the PyTorch actor. An actor without a spec samples through its own forward, and
+:meth:`NumpyActor.attach` says so once in the log.
 """
 
 from __future__ import annotations
@@ -17,56 +20,45 @@ import numpy as np
 import torch
 from torch import nn
 
-from trustpg.nets.policies import Actor
+from trustpg.accel import np_mlp
+from trustpg.accel.fallback import announce_off
+from trustpg.nets.policies import MLPSpec, mlp_spec_of
 
-_ACTIVATIONS = (nn.Tanh, nn.ReLU, nn.ELU)
+_HEADS = ("gaussian", "categorical", "bernoulli", "multicategorical")
 
 
 class NumpyActor:
-    """A weight snapshot of an :class:`Actor` that samples actions ``[B, ...]`` from observations."""
+    """A weight snapshot of an MLP actor that samples actions ``[B, ...]`` from observations."""
 
-    def __init__(self, actor: Actor) -> None:
-        if not self.supports(actor):
-            raise TypeError("NumpyActor needs a trustpg.nets.policies.Actor of Linear/Tanh/ReLU/ELU layers")
-        self.kind, self.nvec = actor.kind, actor.nvec
-        self.layers: list[tuple[np.ndarray, np.ndarray] | nn.Module] = []
-        for layer in actor.net:
-            if isinstance(layer, nn.Linear):
-                w = layer.weight.detach().numpy()
-                self.layers.append((np.ascontiguousarray(w.T), layer.bias.detach().numpy().copy()))
-            else:
-                self.layers.append(layer)
-        if self.kind == "gaussian":
-            self.std = np.exp(actor.log_std.detach().numpy())
+    def __init__(self, spec: MLPSpec) -> None:
+        if why := _unsupported(spec):
+            raise ValueError(f"NumpyActor cannot sample this actor: {why}")
+        self.kind, self.nvec, self.activation, self.alpha = spec.head, spec.nvec, spec.activation, spec.alpha
+        self.layers = [
+            (np.ascontiguousarray(w.detach().numpy().T), b.detach().numpy().copy()) for w, b in spec.layers()
+        ]
+        if spec.log_std is not None:
+            self.std = np.exp(spec.log_std.detach().numpy())
         self._buffers: dict[tuple[tuple[int, ...], str], tuple[torch.Tensor, np.ndarray]] = {}
 
-    @staticmethod
-    def supports(actor: nn.Module) -> bool:
-        """True for the default Actor (exact type) built from float32 Linear layers with biases."""
-        if type(actor) is not Actor:
-            return False
-        for layer in actor.net:
-            if isinstance(layer, nn.Linear):
-                if layer.bias is None or layer.weight.dtype != torch.float32:
-                    return False
-            elif not isinstance(layer, _ACTIVATIONS):
-                return False
-        return True
+    @classmethod
+    def attach(cls, actor: nn.Module) -> NumpyActor | None:
+        """The NumPy sampler of ``actor``, or None (logged once, with the reason) when its
+        ``mlp_spec()`` is None or the spec is not one the sampler handles."""
+        spec, why = mlp_spec_of(actor)
+        if spec is not None:
+            why = _unsupported(spec)
+            if not why:
+                return cls(spec)
+        announce_off(
+            "fast NumPy sampler", f"{why} (mlp_spec() is None)" if spec is None else why,
+            "sampling uses the torch module (~3x slower per step)",
+        )  # fmt: skip
+        return None
 
     def outputs(self, obs: np.ndarray) -> np.ndarray:
         """The network's output (logits or Gaussian mean) for float32 observations ``[B, D]``."""
-        h = obs
-        for layer in self.layers:
-            if isinstance(layer, tuple):
-                h = np.matmul(h, layer[0])  # a new array: the in-place ops below never touch obs
-                h += layer[1]
-            elif isinstance(layer, nn.Tanh):
-                np.tanh(h, out=h)
-            elif isinstance(layer, nn.ReLU):
-                np.maximum(h, 0, out=h)
-            else:  # ELU
-                h = np.where(h > 0, h, layer.alpha * np.expm1(np.minimum(h, 0))).astype(np.float32)
-        return h
+        return np_mlp.forward(self.layers, self.activation, obs, self.alpha)[-1]
 
     def sample(self, obs: np.ndarray, generator: torch.Generator) -> np.ndarray:
         """One action per observation, as :meth:`Distribution.sample` of the actor's distribution."""
@@ -98,6 +90,15 @@ class NumpyActor:
         else:
             t.exponential_(1.0, generator=generator)
         return view
+
+
+def _unsupported(spec: MLPSpec) -> str:
+    """Why the sampler cannot run ``spec`` ("" if it can): a float32 CPU actor with an action head."""
+    if spec.head not in _HEADS:
+        return f"a {spec.head!r} head is not an action distribution"
+    if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in spec.parameters()):
+        return "the actor's parameters are not float32 on the CPU"
+    return ""
 
 
 def _categorical(logits: np.ndarray, e: np.ndarray) -> np.ndarray:

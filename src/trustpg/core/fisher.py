@@ -25,8 +25,8 @@ from trustpg.core.linalg import flat_grad
 FVPMethod = Literal["analytic", "kl_hessian"]
 #: A faster analytic FVP for the policies it knows: ``fast(policy, obs, damping)`` returns the
 #: product function, or ``None`` when it does not apply (the generic path is used then). Core knows
-#: no concrete network: the caller passes one in (the trainer passes
-#: :func:`trustpg.accel.mlp_fisher.fast_fvp`, the hand-written FVP of the default MLP actor).
+#: no concrete network: the caller passes one in (the trainer passes none: the hand-written FVP of
+#: the default MLP actor bought ~2 % end to end and was deleted, docs/performance.md).
 FastFVP = Callable[[nn.Module, Tensor, float], Callable[[Tensor], Tensor] | None]
 
 
@@ -106,8 +106,7 @@ def fisher_vector_product(
     """v ↦ (F + damping·I) v at the current parameters, without forming F.
 
     ``"analytic"``: Jᵀ (M (J v)) / B, with J v and Jᵀu from one recorded forward pass: by
-    ``fast`` when given and it applies (e.g. :func:`trustpg.accel.mlp_fisher.fast_fvp`, by hand
-    from cached activations for the default MLP actor), else by two autograd vjps.
+    ``fast`` when given and it applies, else by two autograd vjps.
     ``"kl_hessian"``: ∇θ(∇θ mean KL(π_old ‖ π_θ) · v) at θ = θ_old (Pearlmutter 1994), the
     classic TRPO implementation. Both equal ``fisher_matrix(policy, obs) @ v`` + damping·v.
 

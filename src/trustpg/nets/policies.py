@@ -8,6 +8,7 @@ defaults, built from the environment's spaces by :func:`make_actor`.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 import gymnasium as gym
@@ -40,6 +41,80 @@ def mlp(sizes: list[int], activation: str, head_gain: float) -> nn.Sequential:
         if not last:
             layers.append(ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
+
+
+HeadKind = Literal["categorical", "multicategorical", "bernoulli", "gaussian", "value"]
+
+
+@dataclass(frozen=True, eq=False)
+class MLPSpec:
+    """A module's declaration that it computes a plain MLP, the capability fast paths attach by
+    (DESIGN §5): ``out = L_n ∘ σ ∘ … ∘ σ ∘ L_1 (obs)`` with ``L_i(h) = h W_iᵀ + b_i`` and, on top,
+
+    * ``"gaussian"``: DiagGaussian(mean=out, log_std); ``"categorical"``/``"bernoulli"``: logits;
+      ``"multicategorical"``: logits split by ``nvec``; ``"value"``: V = out[..., 0].
+
+    ``linears`` are the module's live layers (read their weights when the path runs)."""
+
+    linears: tuple[nn.Linear, ...]
+    activation: str  # a key of ACTIVATIONS
+    alpha: float  # ELU's α (1.0 for the others)
+    head: HeadKind
+    nvec: tuple[int, ...] = ()
+    log_std: nn.Parameter | None = None
+
+    def layers(self) -> list[tuple[Tensor, Tensor]]:
+        """``[(W [out, in], b [out]), …]``, the live parameters."""
+        return [(m.weight, m.bias) for m in self.linears]
+
+    def parameters(self) -> list[Tensor]:
+        """All parameters the MLP uses, in the module's ``parameters()`` order (log σ first)."""
+        own = [] if self.log_std is None else [self.log_std]
+        return own + [p for w_b in self.layers() for p in w_b]
+
+
+def mlp_form(module: nn.Module, head: HeadKind, stock_forward: object) -> MLPSpec | str:
+    """``module.net`` as an :class:`MLPSpec`, or why it is not one (for the fallback messages)."""
+    name = type(module).__name__
+    if getattr(type(module), "forward", None) is not stock_forward:
+        return f"{name} overrides forward"
+    net = getattr(module, "net", None)
+    if type(net) is not nn.Sequential:
+        return f"{name}.net is not an nn.Sequential"
+    layers, kinds = list(net), {cls: key for key, cls in ACTIVATIONS.items()}
+    for m in layers:
+        if type(m) is not nn.Linear and type(m) not in kinds:
+            return f"{name} has a {type(m).__name__}"
+    linears, acts = layers[0::2], layers[1::2]
+    if not all(type(m) is nn.Linear for m in linears) or any(type(m) is nn.Linear for m in acts):
+        return f"{name}.net does not alternate Linear layers and activations"
+    if not linears or len(linears) != len(acts) + 1 or any(m.bias is None for m in linears):
+        return f"{name}.net does not end in a Linear layer with bias" if linears else f"{name}.net is empty"
+    if len({type(m) for m in acts}) > 1:
+        return f"{name} mixes activations"
+    if any(m._forward_hooks or m._forward_pre_hooks for m in module.modules()):
+        return f"{name} has forward hooks"
+    act = kinds[type(acts[0])] if acts else "tanh"
+    alpha = float(getattr(acts[0], "alpha", 1.0)) if acts else 1.0
+    log_std = getattr(module, "log_std", None) if head == "gaussian" else None
+    linear = tuple(m for m in linears if isinstance(m, nn.Linear))  # all of them (checked above)
+    spec = MLPSpec(linear, act, alpha, head, tuple(getattr(module, "nvec", ())), log_std)
+    used = [id(p) for p in spec.parameters()]
+    if len(set(used)) != len(used) or [id(p) for p in module.parameters()] != used:
+        return f"{name} has parameters besides its Linear layers' (or shares one)"
+    return spec
+
+
+def mlp_spec_of(module: nn.Module) -> tuple[MLPSpec | None, str]:
+    """``module.mlp_spec()`` and, when it is None, why (the reason fast paths log when they stay off)."""
+    get = getattr(module, "mlp_spec", None)
+    spec = get() if callable(get) else None
+    if isinstance(spec, MLPSpec):
+        return spec, ""
+    if not callable(get):
+        return None, f"{type(module).__name__} declares no mlp_spec()"
+    why = getattr(module, "mlp_spec_reason", None)
+    return None, why() if callable(why) else f"{type(module).__name__}.mlp_spec() is None"
 
 
 class Actor(nn.Module):
@@ -75,6 +150,15 @@ class Actor(nn.Module):
             return Bernoulli(logits=out)
         return DiagGaussian(out, self.log_std)
 
+    def mlp_spec(self) -> MLPSpec | None:
+        """This actor as a plain MLP, or None when it is not one (a layer added, forward overridden)."""
+        spec = mlp_form(self, self.kind, Actor.forward)
+        return spec if isinstance(spec, MLPSpec) else None
+
+    def mlp_spec_reason(self) -> str:
+        spec = mlp_form(self, self.kind, Actor.forward)
+        return "" if isinstance(spec, MLPSpec) else spec
+
 
 class Critic(nn.Module):
     """V_φ(s), shape ``[B]``."""
@@ -85,6 +169,17 @@ class Critic(nn.Module):
 
     def forward(self, obs: Tensor) -> Tensor:
         return self.net(obs).squeeze(-1)
+
+    def mlp_spec(self) -> MLPSpec | None:
+        """This critic as a plain MLP with one output unit, or None when it is not one."""
+        spec = mlp_form(self, "value", Critic.forward)
+        return spec if isinstance(spec, MLPSpec) and spec.linears[-1].out_features == 1 else None
+
+    def mlp_spec_reason(self) -> str:
+        spec = mlp_form(self, "value", Critic.forward)
+        if isinstance(spec, str):
+            return spec
+        return "" if spec.linears[-1].out_features == 1 else f"{type(self).__name__} has more than one output"
 
 
 SUPPORTED_ACTIONS = "Discrete, MultiDiscrete, MultiBinary and Box"
@@ -127,5 +222,7 @@ def make_actor(
     log_std_init: float,
 ) -> Actor:
     kind, dim = action_kind(action_space)
-    nvec = tuple(int(n) for n in action_space.nvec) if kind == "multicategorical" else ()
+    nvec: tuple[int, ...] = ()
+    if isinstance(action_space, gym.spaces.MultiDiscrete):  # kind "multicategorical"
+        nvec = tuple(int(n) for n in action_space.nvec)
     return Actor(obs_dim(observation_space), dim, kind, hidden, activation, log_std_init, nvec)

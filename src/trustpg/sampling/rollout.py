@@ -180,7 +180,7 @@ class Collector:
         finals: dict[tuple[int, int], np.ndarray] = {}
         ep_returns: list[float] = []
         ep_lengths: list[int] = []
-        fast = NumpyActor(actor) if NumpyActor.supports(actor) else None  # same distribution
+        fast = NumpyActor.attach(actor)  # the same distribution in NumPy, if actor.mlp_spec() declares it
         with self.timed.guard():
             for t in range(steps):
                 obs_np = self.obs_norm(self._obs)

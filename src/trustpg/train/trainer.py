@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from trustpg.accel import mlp_fisher
 from trustpg.config.train_config import TrainConfig, usable_cores
 from trustpg.core.advantages import gae, normalize
 from trustpg.core.linalg import flat_params, set_flat_params
@@ -54,8 +53,9 @@ def update_thread_count(requested: int) -> int:
 
 def make_rule(c: TrainConfig) -> UpdateRule:
     """The update rule a config asks for."""
-    fast = mlp_fisher.fast_fvp  # the default MLP actor's hand-written FVP; others fall back in core
-    direction = NaturalDirection(c.damping, c.cg_iters, c.cg_tol, c.fvp_method, c.fvp_stride, fast)
+    # The generic analytic FVP for every policy (a hand-written one for the default MLP bought
+    # ~2 % end to end on Hopper and was deleted, DESIGN §5 and docs/performance.md).
+    direction = NaturalDirection(c.damping, c.cg_iters, c.cg_tol, c.fvp_method, c.fvp_stride)
     if c.algo == "trpo":
         return TRPO(c.max_kl, direction, c.backtrack_ratio, c.max_backtracks)
     if c.algo == "npg":

@@ -12,10 +12,12 @@ import torch
 from torch import Tensor, nn
 
 from trustpg.accel.critic_process import CriticProcess, apply_result, make_job
-from trustpg.accel.mlp_value import MSEGradient, supports
+from trustpg.accel.fallback import announce_off
+from trustpg.accel.mlp_value import MSEGradient, unsupported
 from trustpg.core.linalg import flat_params, set_flat_params
 from trustpg.core.optim import Adam
 from trustpg.errors import CriticWorkerError
+from trustpg.nets.policies import MLPSpec, mlp_spec_of
 
 log = logging.getLogger("trustpg")
 
@@ -33,8 +35,9 @@ def fit_value(
 ) -> tuple[float, float]:
     """Minimise mean (V_φ(s) − R)² with ``epochs`` shuffled passes of minibatches.
 
-    The default MLP critic's gradient is computed by hand (:mod:`trustpg.accel.mlp_value`), any other
-    critic's by autograd; both visit the same minibatches in the same order.
+    A critic that declares an MLP spec (``critic.mlp_spec()``, as the default one) has its gradient
+    computed by hand (:mod:`trustpg.accel.mlp_value`), any other by autograd (said once in the log);
+    both visit the same minibatches in the same order.
 
     Args:
         obs: states ``[B, D]``; returns: regression targets ``[B]`` (GAE λ-returns Â + V).
@@ -46,7 +49,7 @@ def fit_value(
     with torch.no_grad():
         before = float((critic(obs) - returns).pow(2).mean())
     n = obs.shape[0]
-    by_hand = MSEGradient(critic) if supports(critic) else None
+    by_hand = _by_hand(critic)
     for epoch in range(epochs):
         perm = perms[epoch] if perms is not None else torch.randperm(n, generator=generator)
         if by_hand is not None:  # the default MLP: the gradient by hand, ~3× faster
@@ -85,7 +88,8 @@ class CriticFitter:
         self.epochs, self.minibatch_size, self.overlap = epochs, minibatch_size, overlap
         #: With ``overlap``, fit a default float32 MLP critic in a NumPy child process instead of
         #: a thread (:mod:`trustpg.accel.critic_process`; no GIL hand-overs with the env stepping).
-        self.process = process and overlap and _process_can_fit(critic)
+        self.spec = _process_spec(critic) if process and overlap else None
+        self.process = self.spec is not None
         self._worker: CriticProcess | None = None
         #: Peak RSS of the worker processes that have ended, MiB (0 without a worker).
         self.worker_peak_rss_mb = 0.0
@@ -101,12 +105,12 @@ class CriticFitter:
         """Schedule the fit of the critic to ``returns`` (finishing any earlier one first)."""
         self.finish()
         self._backup = flat_params(self.critic)
-        if self.process:
+        if self.spec is not None:
             perms = [torch.randperm(obs.shape[0], generator=self.generator) for _ in range(self.epochs)]
             self._worker = self._worker or CriticProcess()
             try:
                 self._worker.submit(
-                    make_job(self.critic, self.optimizer, obs, returns, perms, self.minibatch_size)
+                    make_job(self.spec, self.optimizer, obs, returns, perms, self.minibatch_size)
                 )
             except CriticWorkerError as e:
                 log.warning("%s; fitting the critic in this process instead", e)
@@ -141,9 +145,9 @@ class CriticFitter:
         """Wait for (or run) the scheduled fit; a no-op if none is pending."""
         if self._sent is not None:
             (obs, returns, perms), self._sent = self._sent, None
-            assert self._worker is not None
+            assert self._worker is not None and self.spec is not None
             try:
-                losses = apply_result(self.critic, self.optimizer, self._worker.result())
+                losses = apply_result(self.spec, self.optimizer, self._worker.result())
             except CriticWorkerError as e:  # the inputs are still here: redo the fit in-process
                 log.warning("%s; fitting the critic in this process instead", e)
                 losses = self._fit_here(obs, returns, perms)
@@ -189,8 +193,27 @@ class CriticFitter:
             self._worker = None
 
 
-def _process_can_fit(critic: nn.Module) -> bool:
-    """The worker handles what :func:`trustpg.accel.mlp_value.supports` does, in float32, ELU with α = 1."""
-    if not supports(critic) or any(p.dtype != torch.float32 for p in critic.parameters()):
-        return False
-    return all(float(m.alpha) == 1.0 for m in critic.modules() if type(m) is nn.ELU)  # type: ignore[arg-type]
+def _by_hand(critic: nn.Module) -> MSEGradient | None:
+    """The hand-written gradient of ``critic`` if it declares an MLP spec it handles, else None
+    (said once in the log)."""
+    spec, why = mlp_spec_of(critic)
+    if spec is not None and not (why := unsupported(spec)):
+        return MSEGradient(spec)
+    why = f"{why} (mlp_spec() is None)" if spec is None else why
+    announce_off("hand-written critic gradient", why, "the critic is fitted by autograd (~3x slower)")
+    return None
+
+
+def _process_spec(critic: nn.Module) -> MLPSpec | None:
+    """The critic's spec when the worker process can fit it (a float32 CPU value MLP), else None
+    (said once in the log)."""
+    spec, why = mlp_spec_of(critic)
+    if spec is not None:
+        why = unsupported(spec)
+        if not why and any(p.dtype != torch.float32 for p in spec.parameters()):
+            why = "the critic's parameters are not float32"
+        if not why:
+            return spec
+    why = f"{why} (mlp_spec() is None)" if spec is None else why
+    announce_off("critic worker process", why, "the critic is fitted on a thread (~2.7x slower)")
+    return None
