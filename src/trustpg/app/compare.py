@@ -27,8 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from trustpg.config.train_config import TrainConfig
 from trustpg.io.logger import read_metrics
 from trustpg.io.plotting import fmt_value, group_configs, load_config, result_fields
+from trustpg.io.rundir import write_atomic
 
 ALGOS = ("vpg", "npg", "trpo")
 #: Options compare sets itself for every run; passing them through would break the layout.
@@ -81,6 +83,7 @@ class Planned:
     run: Path
     argv: list[str]
     config: dict[str, Any]
+    train_config: TrainConfig
 
 
 def plan(args: argparse.Namespace, rest: list[str]) -> list[Planned]:
@@ -95,7 +98,7 @@ def plan(args: argparse.Namespace, rest: list[str]) -> list[Planned]:
             if args.steps is not None:
                 argv += ["--steps", str(args.steps)]
             config, _ = parse_train_args([*argv, "--run-dir", str(args.out), "--run-name", run.name])
-            out.append(Planned(run, argv, config.to_dict()))
+            out.append(Planned(run, argv, config.to_dict(), config))
     return out
 
 
@@ -126,17 +129,16 @@ def finished(run: Path) -> bool:
 
 
 def train_one(p: Planned) -> int:
-    from trustpg.app.train_args import cmd_train
+    """Train (or continue) one run through the same orchestrator as ``trustpg train``."""
+    from trustpg.app.run import train_in_dir
 
     if finished(p.run):
         print(f"{p.run.name}: done, reused")
         return 0
-    if (p.run / "checkpoints" / "last.safetensors").is_file():
-        argv = ["--resume", str(p.run), *p.argv]  # flags that change nothing (e.g. --no-progress) apply
-    else:
-        argv = [*p.argv, "--run-dir", str(p.run.parent), "--run-name", p.run.name]
+    # check_reusable made sure a run already there has the same result-changing fields
+    resume = p.run if (p.run / "checkpoints" / "last.safetensors").is_file() else None
     print(f"{p.run.name}: training")
-    return cmd_train(argv)
+    return train_in_dir(p.train_config, resume)
 
 
 def compare_main(argv: list[str]) -> int:
@@ -160,7 +162,7 @@ def compare_main(argv: list[str]) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the training loop
         return report_interrupted(args, argv, runs)
     table = summary_table({p.run: p.config for p in runs})
-    (args.out / "summary.md").write_text(table)
+    write_atomic(args.out / "summary.md", table)
     print(table, end="")
     print(f"wrote {figure} and {args.out / 'summary.md'}")
     return 0
@@ -192,7 +194,7 @@ def report_interrupted(args: argparse.Namespace, argv: list[str], runs: list[Pla
             if not finished(p.run):
                 print(f"  {p.run.name}: {_state(p)}")
         table = summary_table({p.run: p.config for p in runs})
-        (args.out / "summary.md").write_text(table)
+        write_atomic(args.out / "summary.md", table)
         print(table, end="")
         print(f"wrote {args.out / 'summary.md'} (incomplete). Continue with the same command, which "
               f"reuses finished runs and resumes the incomplete one: {again}")  # fmt: skip
