@@ -135,6 +135,7 @@ class CriticProcess:
         _widen_pipe(self._proc.stdin)
         if _CAN_SELECT:  # reads and writes wait in poll() with a deadline (_read_exact, _write_all)
             for stream in (self._proc.stdin, self._proc.stdout):
+                assert stream is not None  # both are PIPEs
                 os.set_blocking(stream.fileno(), False)
         # An agent dropped without close(): end the child (EOF) when this object is collected.
         weakref.finalize(self, _end, self._proc)

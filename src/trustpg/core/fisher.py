@@ -170,12 +170,13 @@ def functorch_fvp(policy: nn.Module, obs: Tensor, damping: float = 0.0) -> Calla
     """Jᵀ M J v with ``torch.func.jvp`` and a linearised ``vjp``: the same product as the
     default analytic FVP, kept as an independent reference (it re-runs the forward per call)."""
     phi, primals, shapes = _param_function(policy, obs)
-    outputs, vjp_fn = vjp(phi, *primals)
+    # [:2]: torch annotates vjp/jvp as returning a 2- or 3-tuple (3 with has_aux=True) unnarrowed.
+    outputs, vjp_fn = vjp(phi, *primals)[:2]
     metric = policy(obs).with_params(tuple(o.detach() for o in outputs))
     batch = outputs[0].shape[0]
 
     def fvp(v: Tensor) -> Tensor:
-        _, jv = jvp(phi, primals, _unflatten(v, shapes))
+        jv = jvp(phi, primals, _unflatten(v, shapes))[1]
         mjv = metric.metric(jv)
         jtmjv = vjp_fn(tuple(m / batch for m in mjv))
         return _flatten(jtmjv) + damping * v
