@@ -12,7 +12,7 @@ in expectation over actions for every family here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -143,7 +143,10 @@ def _analytic_fvp(policy: nn.Module, obs: Tensor, damping: float) -> Callable[[T
     phi = dist.params
     metric = dist.with_params(tuple(x.detach() for x in phi))
     dummies = [torch.zeros_like(x, requires_grad=True) for x in phi]
-    jt_u = torch.autograd.grad(phi, params, dummies, create_graph=True, allow_unused=True)
+    # Products are taken as gradients of scalars (Σ x·u rather than grad_outputs=u): the same
+    # numbers, and torch.autograd.grad then does not import its symbolic-shape checker (sympy,
+    # ~75 MB), which a training run otherwise never needs (tests/unit/test_optim.py).
+    jt_u = torch.autograd.grad(_dot(phi, dummies), params, create_graph=True, allow_unused=True)
     used = [i for i, g in enumerate(jt_u) if g is not None]
     shapes = [tuple(p.shape) for p in params]
     batch = obs.shape[0]
@@ -153,17 +156,27 @@ def _analytic_fvp(policy: nn.Module, obs: Tensor, damping: float) -> Callable[[T
         _check_vector(v, n_params)
         vs = _unflatten(v, shapes)
         jv = torch.autograd.grad(
-            [jt_u[i] for i in used], dummies, [vs[i] for i in used],
+            _dot([jt_u[i] for i in used], [vs[i] for i in used]), dummies,
             retain_graph=True, allow_unused=True,
         )  # fmt: skip
         jv = tuple(torch.zeros_like(x) if t is None else t for t, x in zip(jv, phi))
         mjv = metric.metric(jv)
-        out = torch.autograd.grad(phi, params, [m / batch for m in mjv], retain_graph=True, allow_unused=True)
+        out = torch.autograd.grad(
+            _dot(phi, [m / batch for m in mjv]), params, retain_graph=True, allow_unused=True
+        )
         flat = torch.cat([(torch.zeros_like(p) if o is None else o).reshape(-1)
                           for o, p in zip(out, params)])  # fmt: skip
         return flat + damping * v
 
     return fvp
+
+
+def _dot(xs: Sequence[Tensor], us: Sequence[Tensor]) -> Tensor:
+    """Σᵢ ⟨xᵢ, uᵢ⟩: its gradient with respect to what ``xᵢ`` depend on is Jᵀu."""
+    total = (xs[0] * us[0]).sum()
+    for x, u in zip(xs[1:], us[1:]):
+        total = total + (x * u).sum()
+    return total
 
 
 def functorch_fvp(policy: nn.Module, obs: Tensor, damping: float = 0.0) -> Callable[[Tensor], Tensor]:
