@@ -14,7 +14,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from trustpg.core.distributions import Bernoulli, Categorical, DiagGaussian, detach, kl
+from trustpg.core.distributions import (
+    PROTOCOL_MEMBERS,
+    Bernoulli,
+    Categorical,
+    DiagGaussian,
+    Distribution,
+    MultiCategorical,
+    detach,
+    kl,
+    missing_members,
+)
 
 DT = torch.float64
 B, A, K = 5, 3, 4
@@ -121,6 +131,60 @@ def test_kl_mixed_families_raise_type_error():
     for a, b in [(bern, cat), (cat, gauss), (gauss, bern), (cat, bern)]:
         with pytest.raises(TypeError):
             kl(a, b)
+
+
+def _multicategorical(seed: int):
+    nvec = (2, 3, 4)
+    z = _randn(B, sum(nvec), seed=seed, scale=2.0)
+    parts = [td.Categorical(logits=b) for b in z.split(nvec, dim=-1)]
+    return MultiCategorical(z, nvec), parts
+
+
+@pytest.mark.parametrize("family", [*FAMILIES, "multicategorical"])
+def test_kl_to_matches_torch_and_kl_delegates_to_it(family):
+    """Every built-in family carries KL(self ‖ other) itself (the Distribution protocol's kl_to);
+    the module-level kl(old, new) is old.kl_to(new), bit for bit, in the one direction."""
+    make = _multicategorical if family == "multicategorical" else FAMILIES[family]
+    (old, ref_old), (new, ref_new) = make(0), make(1)
+    if family == "multicategorical":
+        expected = sum(td.kl_divergence(a, b) for a, b in zip(ref_old, ref_new))
+    else:
+        expected = td.kl_divergence(ref_old, ref_new)
+    got = old.kl_to(new)
+    assert got.shape == (B,)
+    _assert_close(got, expected)
+    assert torch.equal(kl(old, new), got)
+    assert torch.equal(kl(new, old), new.kl_to(old)) and not torch.allclose(got, new.kl_to(old))
+
+
+def test_every_built_in_family_provides_the_whole_protocol():
+    """PROTOCOL_MEMBERS is the Distribution protocol's member list, and each family has them all."""
+    declared = {n for n in vars(Distribution) if not n.startswith("_")}
+    assert set(PROTOCOL_MEMBERS) == declared
+    for make in [*FAMILIES.values(), _multicategorical]:
+        dist, _ = make(0)
+        assert missing_members(dist) == [] and isinstance(dist, Distribution)
+
+
+def test_missing_members_names_what_a_family_lacks():
+    class NoKL:
+        params = ()
+
+        def with_params(self, params): ...
+        def log_prob(self, actions): ...
+        def entropy(self): ...
+        def mode(self): ...
+        def sample(self, generator=None): ...
+        def metric(self, tangents): ...
+
+    class NotCallable(NoKL):
+        kl_to = 3
+
+    assert missing_members(NoKL()) == ["kl_to"]
+    assert missing_members(NotCallable()) == ["kl_to"]
+    assert missing_members(object()) == list(PROTOCOL_MEMBERS)
+    with pytest.raises(TypeError, match=r"NoKL has no kl_to method"):
+        kl(NoKL(), NoKL())  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("cls", [Bernoulli, Categorical])

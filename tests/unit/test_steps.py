@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 
 import pytest
@@ -478,3 +480,61 @@ def test_old_policy_does_not_move_with_in_place_updates_of_a_state_independent_l
     assert torch.allclose(old.params[1], torch.zeros(5, 2))
     measured = kl(old, actor(obs)).mean()
     assert measured > 0.1
+
+
+# ---------------------------------------------------------------------------------------------
+# The UpdateRule protocol: what the trainer asks of a rule instead of its class.
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [TRPO, NPG], ids=["trpo", "npg"])
+def test_with_kl_budget_is_a_copy_with_the_new_delta(make):
+    rule = make(max_kl=0.01, direction=NaturalDirection(damping=0.3))
+    new = rule.with_kl_budget(0.002)
+    assert new is not rule and new.max_kl == 0.002 and rule.max_kl == 0.01
+    assert new == dataclasses.replace(rule, max_kl=0.002)  # every other field kept
+    # The copy steps to the new budget: NPG's ½xᵀFx is δ exactly, TRPO's measured KL within it.
+    policy, batch = _setup("categorical")
+    stats = new.update(policy, batch)
+    assert stats.predicted_kl == pytest.approx(0.002, rel=1e-9)
+    assert stats.measured_kl <= 0.002 + 1e-12
+
+
+@pytest.mark.parametrize(
+    "rule", [VPG(), VPG(optimizer="adam"), NPG(step_size=0.1, max_kl=None)], ids=["sgd", "adam", "npg-fixed"]
+)
+def test_with_kl_budget_of_a_rule_without_a_budget_is_itself(rule):
+    assert rule.with_kl_budget(0.002) is rule
+
+
+@pytest.mark.parametrize(
+    "rule", [TRPO(), NPG(), NPG(max_kl=None), VPG()], ids=["trpo", "npg", "npg-fixed", "vpg-sgd"]
+)
+def test_stateless_rules_have_an_empty_state_and_ignore_loading_one(rule):
+    assert rule.state_dict() == {}
+    policy, batch = _setup("categorical")
+    rule.update(policy, batch)
+    assert rule.state_dict() == {}
+    rule.load_state_dict({})
+
+
+def test_vpg_adam_state_dict_round_trip_continues_bit_exactly():
+    """Two Adam steps in one rule equal one step, state_dict → a fresh rule, one more step."""
+    policy_a, batch = _setup("gaussian")
+    policy_b, _ = _setup("gaussian")
+    a = VPG(lr=1e-2, optimizer="adam")
+    a.update(policy_a, batch)
+    saved = copy.deepcopy(a.state_dict())
+    assert saved["state"]  # Adam's moments and step count
+    set_flat_params(policy_b, flat_params(policy_a))
+    b = VPG(lr=1e-2, optimizer="adam")
+    b.load_state_dict(saved)
+    assert b.state_dict() == saved  # loaded but not used yet: returned as loaded
+    a.update(policy_a, batch)
+    b.update(policy_b, batch)
+    assert torch.equal(flat_params(policy_a), flat_params(policy_b))
+    fresh = VPG(lr=1e-2, optimizer="adam")
+    set_flat_params(policy_b, flat_params(policy_a))
+    fresh.update(policy_b, batch)  # without the state: a first step, a different one
+    a.update(policy_a, batch)
+    assert not torch.equal(flat_params(policy_a), flat_params(policy_b))

@@ -54,6 +54,31 @@ class Distribution(Protocol):
         """M(φ) u for a tangent u of ``params`` (same shapes), evaluated per sample."""
         ...
 
+    def kl_to(self, other: Distribution) -> Tensor:
+        """KL(self ‖ other), analytic, shape ``[B]``; ``other`` is of the same family (TypeError
+        otherwise). TRPO's constraint and the analytic Fisher are built on it."""
+        ...
+
+
+#: The methods (and the ``params`` property) a policy's distribution must provide.
+PROTOCOL_MEMBERS = ("params", "with_params", "log_prob", "entropy", "mode", "sample", "metric", "kl_to")
+
+
+def missing_members(dist: object) -> list[str]:
+    """The :class:`Distribution` members ``dist`` lacks or has as a non-callable (``params``
+    excepted, a property); empty if it provides them all."""
+    return [
+        name for name in PROTOCOL_MEMBERS
+        if not hasattr(dist, name) or (name != "params" and not callable(getattr(dist, name)))
+    ]  # fmt: skip
+
+
+def _family_error(old: object, new: object) -> TypeError:
+    return TypeError(
+        f"kl(old, new) needs two distributions of one family, got "
+        f"{type(old).__name__} and {type(new).__name__}"
+    )
+
 
 def _check_one(a: Tensor | None, b: Tensor | None, names: str) -> Tensor:
     if (a is None) == (b is None):
@@ -112,6 +137,14 @@ class Bernoulli:
         var = self.probs * (1 - self.probs)
         return (u / var,) if self._is_probs else (u * var,)
 
+    def kl_to(self, other: Distribution) -> Tensor:
+        if not isinstance(other, Bernoulli):
+            raise _family_error(self, other)
+        o1, o0 = self._log_p1_p0()
+        n1, n0 = other._log_p1_p0()
+        p = self.probs
+        return (p * (o1 - n1) + (1 - p) * (o0 - n0)).sum(-1)
+
 
 class Categorical:
     """One of K actions, logits or probs of shape ``[B, K]``; actions are integer indices ``[B]``.
@@ -155,6 +188,11 @@ class Categorical:
             return (u / self.probs,)
         pu = self.probs * u
         return (pu - self.probs * pu.sum(-1, keepdim=True),)
+
+    def kl_to(self, other: Distribution) -> Tensor:
+        if not isinstance(other, Categorical):
+            raise _family_error(self, other)
+        return (self.probs * (self.log_probs - other.log_probs)).sum(-1)
 
 
 class MultiCategorical:
@@ -201,6 +239,13 @@ class MultiCategorical:
         blocks = u.split(self.nvec, dim=-1)
         return (torch.cat([c.metric((b,))[0] for c, b in zip(self.parts, blocks)], dim=-1),)
 
+    def kl_to(self, other: Distribution) -> Tensor:
+        if not isinstance(other, MultiCategorical):
+            raise _family_error(self, other)
+        if self.nvec != other.nvec:
+            raise TypeError(f"kl(old, new): MultiCategorical nvec {self.nvec} != {other.nvec}")
+        return sum(o.kl_to(n) for o, n in zip(self.parts, other.parts))  # type: ignore[return-value]
+
 
 class DiagGaussian:
     """Gaussian with diagonal covariance; ``mean`` ``[B, A]``, ``log_std`` broadcastable to it.
@@ -240,31 +285,27 @@ class DiagGaussian:
         u_mean, u_log_std = tangents
         return (u_mean / self.std.pow(2), 2.0 * u_log_std)
 
+    def kl_to(self, other: Distribution) -> Tensor:
+        if not isinstance(other, DiagGaussian):
+            raise _family_error(self, other)
+        var_ratio = (self.std / other.std).pow(2)
+        z = (self.mean - other.mean) / other.std
+        return 0.5 * (var_ratio + z.pow(2) - 1.0 - torch.log(var_ratio)).sum(-1)
+
 
 def kl(old: Distribution, new: Distribution) -> Tensor:
-    """KL(old ‖ new) = E_{a~old}[log old(a) − log new(a)], analytic, shape ``[B]``.
+    """KL(old ‖ new) = E_{a~old}[log old(a) − log new(a)], analytic, shape ``[B]``: ``old.kl_to(new)``.
 
-    Both must be of the same family. Summed over action dimensions like ``log_prob``.
+    Both must be of the same family (TypeError otherwise). Summed over action dimensions like
+    ``log_prob``.
     """
-    if isinstance(old, DiagGaussian) and isinstance(new, DiagGaussian):
-        var_ratio = (old.std / new.std).pow(2)
-        z = (old.mean - new.mean) / new.std
-        return 0.5 * (var_ratio + z.pow(2) - 1.0 - torch.log(var_ratio)).sum(-1)
-    if isinstance(old, Categorical) and isinstance(new, Categorical):
-        return (old.probs * (old.log_probs - new.log_probs)).sum(-1)
-    if isinstance(old, MultiCategorical) and isinstance(new, MultiCategorical):
-        if old.nvec != new.nvec:
-            raise TypeError(f"kl(old, new): MultiCategorical nvec {old.nvec} != {new.nvec}")
-        return sum(kl(o, n) for o, n in zip(old.parts, new.parts))  # type: ignore[return-value]
-    if isinstance(old, Bernoulli) and isinstance(new, Bernoulli):
-        o1, o0 = old._log_p1_p0()
-        n1, n0 = new._log_p1_p0()
-        p = old.probs
-        return (p * (o1 - n1) + (1 - p) * (o0 - n0)).sum(-1)
-    raise TypeError(
-        f"kl(old, new) needs two distributions of one family, got "
-        f"{type(old).__name__} and {type(new).__name__}"
-    )
+    kl_to = getattr(old, "kl_to", None)
+    if kl_to is None:
+        raise TypeError(
+            f"kl(old, new): {type(old).__name__} has no kl_to method (the Distribution protocol's "
+            "KL(self ‖ other)); add one to use it with TRPO/NPG"
+        )
+    return kl_to(new)
 
 
 def detach(dist: Distribution) -> Distribution:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -84,9 +84,36 @@ def trust_region_scale(g_nat: Tensor, Fg_nat: Tensor, max_kl: float) -> float:
 
 
 class UpdateRule(Protocol):
-    """Turns a batch into one change of the policy's parameters, in place."""
+    """Turns a batch into one change of the policy's parameters, in place.
+
+    What the trainer needs of a rule, and all it asks: it never looks at the concrete class.
+    """
 
     def update(self, policy: nn.Module, batch: PolicyBatch) -> StepStats: ...
+
+    def with_kl_budget(self, max_kl: float) -> UpdateRule:
+        """This rule with the KL budget δ = ``max_kl`` (a copy; ``self`` is unchanged), or ``self``
+        for a rule without one (VPG, NPG with a fixed step size)."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the rule carries from one update to the next (an optimiser's moments), as a
+        ``torch.optim``-style state dict; empty for a stateless rule."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s output (a stateless rule ignores it)."""
+        ...
+
+
+class _Stateless:
+    """The state methods of a rule that carries nothing between updates."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
 
 
 @dataclass
@@ -174,7 +201,7 @@ class VPG:
         self.lr = lr
         self.optimizer = optimizer
         self._adam: Adam | None = None
-        self._pending_state: dict | None = None
+        self._pending_state: dict[str, Any] | None = None
 
     def update(self, policy: nn.Module, batch: PolicyBatch) -> StepStats:
         s = _start(policy, batch)
@@ -208,21 +235,25 @@ class VPG:
         self._adam.zero_grad(set_to_none=True)
         return flat_params(policy) - s.theta
 
-    def state_dict(self) -> dict:
+    def with_kl_budget(self, max_kl: float) -> VPG:
+        """VPG has no KL budget: ``self``."""
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
         """Optimizer state (empty for SGD, which has none); state loaded but not used yet (the
         Adam optimiser is made at the first step) is returned as loaded, so load → save keeps it."""
         if self._adam is None:
             return self._pending_state or {}
         return self._adam.state_dict()
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self._pending_state = state or None
         if self._adam is not None and state:
             self._adam.load_state_dict(state)
 
 
 @dataclass(frozen=True)
-class NPG:
+class NPG(_Stateless):
     """Natural policy gradient: θ ← θ + α F⁻¹g.
 
     With ``max_kl`` = None the seed's rule with a fixed ``step_size`` α. With ``max_kl`` = δ the
@@ -232,6 +263,10 @@ class NPG:
     step_size: float = 0.1
     max_kl: float | None = 0.01
     direction: NaturalDirection = NaturalDirection()
+
+    def with_kl_budget(self, max_kl: float) -> NPG:
+        """A copy with δ = ``max_kl``; ``self`` if the step size is fixed (``max_kl`` None)."""
+        return self if self.max_kl is None else replace(self, max_kl=max_kl)
 
     def update(self, policy: nn.Module, batch: PolicyBatch) -> StepStats:
         s = _start(policy, batch)
@@ -302,7 +337,7 @@ def backtracking_line_search(
 
 
 @dataclass(frozen=True)
-class TRPO:
+class TRPO(_Stateless):
     """Trust region policy optimisation: the natural step scaled to the KL budget, then enforced.
 
     x = β g̃ with β = sqrt(2δ / g̃ᵀFg̃); the line search shrinks x until the measured
@@ -313,6 +348,10 @@ class TRPO:
     direction: NaturalDirection = NaturalDirection()
     backtrack_ratio: float = 0.8
     max_backtracks: int = 10
+
+    def with_kl_budget(self, max_kl: float) -> TRPO:
+        """A copy with δ = ``max_kl``."""
+        return replace(self, max_kl=max_kl)
 
     def update(self, policy: nn.Module, batch: PolicyBatch) -> StepStats:
         s = _start(policy, batch)
