@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,8 +147,8 @@ def merge(results: list[WorkerResult], obs_rms: RunningMeanStd, ret_rms: Running
     bs = [r.batch for r in results]
     rewards = torch.cat([b.rewards for b in bs], 1)
     if ret_rms is not None:
-        per_worker = [r.disc_returns for r in results]
-        assert all(p is not None for p in per_worker)
+        per_worker = [r.disc_returns for r in results if r.disc_returns is not None]
+        assert len(per_worker) == len(results)  # every worker sends them when rewards are normalised
         ret_rms.update(np.concatenate(per_worker, 1))  # as Collector._scale_rewards: all at once
         scaled = rewards.numpy() / np.sqrt(ret_rms.var + NORM_EPS)
         rewards = torch.from_numpy(scaled.astype(np.float32))
@@ -160,7 +161,8 @@ def merge(results: list[WorkerResult], obs_rms: RunningMeanStd, ret_rms: Running
 
 
 class RayCollector:
-    """Drop-in for :class:`~trustpg.sampling.rollout.Collector` in the Trainer: ``collect`` and ``close``.
+    """The Ray :class:`~trustpg.sampling.protocol.Sampler`, a drop-in for
+    :class:`~trustpg.sampling.rollout.Collector` in the Trainer.
 
     ``obs_rms``, ``ret_rms`` and ``generator`` are the trainer's (checkpointed) objects: the
     normalisers are updated with the merged statistics, ``generator`` follows worker 0.
@@ -200,7 +202,14 @@ class RayCollector:
         actor, critic = self._modules
         return self._remote.remote(c, actor, critic, env_seed, rng_state)
 
-    def collect(self, actor: nn.Module, critic: nn.Module, steps: int) -> Batch:
+    def collect(
+        self, actor: nn.Module, critic: nn.Module, steps: int,
+        critic_ready: Callable[[], None] | None = None,
+    ) -> Batch:  # fmt: skip
+        """``steps`` steps of every worker's envs; ``critic_ready()`` is called first, since the
+        workers get the critic's weights with the actor's."""
+        if critic_ready is not None:
+            critic_ready()
         ray = self._ray
         t0 = time.perf_counter()
         weights = ray.put({
@@ -249,6 +258,10 @@ class RayCollector:
                 self.workers[index] = self._spawn(index, None)
                 ref = self._submit(index, weights, steps)
         raise AssertionError("unreachable")
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """None: the workers' envs are not captured; a resumed run restarts their episodes."""
+        return None
 
     def close(self) -> None:
         for w in self.workers:

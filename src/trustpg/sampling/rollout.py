@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -38,7 +39,7 @@ class ObsNormalizer:
     rms: RunningMeanStd
     clip: float
     enabled: bool = True
-    _std: np.ndarray = field(init=False, repr=False, default=None)  # type: ignore[assignment]
+    _std: np.ndarray | None = field(init=False, repr=False, default=None)
     _std_of: np.ndarray | None = field(init=False, repr=False, default=None)
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
@@ -50,7 +51,8 @@ class ObsNormalizer:
     def std(self) -> np.ndarray:
         """sqrt(var + eps), computed once per state of the statistics (called on every step)."""
         var = self.rms.var
-        if self._std_of is not var:  # the statistics replace their arrays when they change
+        # The statistics replace their arrays when they change.
+        if self._std is None or self._std_of is not var:
             self._std, self._std_of = np.sqrt(var + NORM_EPS), var
         return self._std
 
@@ -102,8 +104,12 @@ class Collector:
         self.env = env
         self.timed = TimedVectorEnv(env, step_timeout)
         self.seed = seed
-        shape = env.single_observation_space.shape
-        self.obs_norm = ObsNormalizer(obs_rms or RunningMeanStd(shape), obs_clip, normalize_obs)
+        if obs_rms is None:
+            space = env.single_observation_space
+            if space.shape is None:
+                raise ValueError(f"unsupported observation space {space}; trustpg needs Box observations")
+            obs_rms = RunningMeanStd(space.shape)
+        self.obs_norm = ObsNormalizer(obs_rms, obs_clip, normalize_obs)
         self.ret_rms = (ret_rms or RunningMeanStd(())) if normalize_reward else None
         self.gamma = gamma
         self.generator = generator or torch.Generator().manual_seed(seed)
@@ -112,8 +118,11 @@ class Collector:
         self._ep_ret = np.zeros(env.num_envs)
         self._ep_len = np.zeros(env.num_envs, dtype=np.int64)
         self.total_steps = 0
+        #: No workers to restart in-process (see :class:`trustpg.sampling.protocol.Sampler`).
+        self.restarts = 0
 
-    def reset(self, seed: int) -> None:
+    def reset(self, seed: int) -> np.ndarray:
+        """Reset every env with ``seed``; returns the first observations."""
         with self.timed.guard():
             try:
                 obs, _ = self.timed.reset(seed)
@@ -124,6 +133,7 @@ class Collector:
         self._disc_ret[:] = 0
         self._ep_ret[:] = 0
         self._ep_len[:] = 0
+        return obs
 
     def _check(self, obs: np.ndarray, rew: np.ndarray | None, t: int, envs: np.ndarray | None = None) -> None:
         """EnvFault if any row of ``obs`` (or ``rew``) is not finite; row k is env ``envs[k]`` (or k)."""
@@ -134,7 +144,7 @@ class Collector:
             bad |= ~np.isfinite(rew)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            what = "observation" if not np.isfinite(obs[i]).all() else f"reward ({rew[i]})"
+            what = "observation" if rew is None or not np.isfinite(obs[i]).all() else f"reward ({rew[i]})"
             env = i if envs is None else int(envs[i])
             raise EnvFault(f"environment {env} returned a non-finite {what} {self._when(t)}; {STOPS}")
 
@@ -168,11 +178,10 @@ class Collector:
     ) -> Batch:  # fmt: skip
         """``steps`` steps of every env with ``actor``; then ``critic_ready()`` (which may wait for
         a critic fit running meanwhile, see :class:`trustpg.train.value.CriticFitter`), then the values."""
-        if self._obs is None:
-            self.reset(self.seed)
+        cur = self._obs if self._obs is not None else self.reset(self.seed)
         n = self.env.num_envs
         space = self.env.single_action_space
-        clip_actions = isinstance(space, gym.spaces.Box)
+        box = space if isinstance(space, gym.spaces.Box) else None  # actions clipped to it
         obs_buf, act_buf, raw_buf = [], [], []
         rew = np.zeros((steps, n), np.float32)
         term = np.zeros((steps, n), bool)
@@ -183,7 +192,7 @@ class Collector:
         fast = NumpyActor.attach(actor)  # the same distribution in NumPy, if actor.mlp_spec() declares it
         with self.timed.guard():
             for t in range(steps):
-                obs_np = self.obs_norm(self._obs)
+                obs_np = self.obs_norm(cur)
                 obs_t = torch.from_numpy(obs_np)
                 if fast is not None:
                     env_action = fast.sample(obs_np.reshape(n, -1), self.generator)
@@ -191,10 +200,10 @@ class Collector:
                     dist: Distribution = actor(obs_t)
                     env_action = dist.sample(self.generator).numpy()
                 obs_buf.append(obs_t)
-                raw_buf.append(self._obs)
+                raw_buf.append(cur)
                 act_buf.append(env_action)
-                if clip_actions:
-                    env_action = np.clip(env_action, space.low, space.high)
+                if box is not None:
+                    env_action = np.clip(env_action, box.low, box.high)
                 elif env_action.dtype != space.dtype:
                     env_action = env_action.astype(space.dtype)
                 try:
@@ -202,8 +211,8 @@ class Collector:
                 except (StepTimeout, WorkerExited) as e:
                     raise self._lost(e, t) from e
                 except Exception as e:
-                    i = failed_env_index(self.env, e)
-                    who = "an environment" if i is None else f"environment {i}"
+                    failed = failed_env_index(self.env, e)
+                    who = "an environment" if failed is None else f"environment {failed}"
                     raise EnvFault(f"{who} raised {type(e).__name__}: {e} {self._when(t)}; {STOPS}") from e
                 self._check(next_obs, r, t)
                 rew[t], term[t], trunc[t] = r, te, tr
@@ -220,7 +229,7 @@ class Collector:
                             finals[(t, int(i))] = info["final_obs"][i]
                     self._ep_ret[done] = 0
                     self._ep_len[done] = 0
-                self._obs = next_obs
+                self._obs = cur = next_obs
         self.total_steps += steps * n
         if critic_ready is not None:
             critic_ready()
@@ -228,13 +237,13 @@ class Collector:
         values = critic(obs.reshape(steps * n, -1)).reshape(steps, n)
         next_values = torch.empty_like(values)
         next_values[:-1] = values[1:]
-        next_values[-1] = critic(torch.from_numpy(self.obs_norm(self._obs)))
+        next_values[-1] = critic(torch.from_numpy(self.obs_norm(cur)))
         if finals:
             keys = list(finals)
             final_obs = torch.from_numpy(self.obs_norm(np.stack([finals[k] for k in keys])))
             v_final = critic(final_obs)
-            for (t, i), v in zip(keys, v_final):
-                next_values[t, i] = v
+            for (t, k), v in zip(keys, v_final):
+                next_values[t, k] = v
         if self.obs_norm.enabled:
             self.obs_norm.rms.update(np.stack(raw_buf))
         rewards = torch.from_numpy(self._scale_rewards(rew, term | trunc))
@@ -255,7 +264,7 @@ class Collector:
         self.ret_rms.update(returns)
         return (rew / np.sqrt(self.ret_rms.var + NORM_EPS)).astype(np.float32)
 
-    def state_dict(self) -> dict | None:
+    def state_dict(self) -> dict[str, Any] | None:
         """JSON state to continue collecting exactly from here: current observations, episode
         counters and every sub-env's state (:mod:`trustpg.envs.envstate`); None before the first reset."""
         if self._obs is None:

@@ -27,6 +27,7 @@ from trustpg.io.checkpoint import optimizer_from, optimizer_state, prefixed, unp
 from trustpg.io.memory import check_memory
 from trustpg.nets.policies import Critic, action_kind, make_actor, obs_dim
 from trustpg.sampling.distributed import RayCollector
+from trustpg.sampling.protocol import Sampler
 from trustpg.sampling.rollout import Batch, Collector
 from trustpg.train.value import CriticFitter
 
@@ -107,9 +108,11 @@ class Trainer:
             minibatch_size=c.vf_minibatch_size, overlap=c.critic_overlap and c.workers == 0,
             process=c.critic_process,
         )  # fmt: skip
-        self.obs_rms = RunningMeanStd(self.observation_space.shape)
+        obs_shape = self.observation_space.shape
+        assert obs_shape is not None  # a Box: obs_dim above accepts nothing else
+        self.obs_rms = RunningMeanStd(obs_shape)
         self.ret_rms: RunningMeanStd | None = RunningMeanStd(()) if c.normalize_reward else None
-        self.collector: Collector | RayCollector | None = None
+        self.collector: Sampler | None = None
         self.action_generator = torch.Generator().manual_seed(c.seed + 2)
         self.updates = 0
         self.env_steps = 0
@@ -127,7 +130,7 @@ class Trainer:
         self._ensure_collector()
         self.critic_fit.prepare()
 
-    def _ensure_collector(self) -> Collector | RayCollector:
+    def _ensure_collector(self) -> Sampler:
         if self.collector is None and self.config.workers > 0:  # issue 7: Ray rollout workers
             self.collector = RayCollector(
                 self.config, self.actor, self.critic, self.obs_rms, self.ret_rms,
@@ -163,7 +166,7 @@ class Trainer:
     @property
     def worker_restarts(self) -> int:
         """Ray rollout workers restarted so far by this trainer's sampler (0 in-process)."""
-        return self.collector.restarts if isinstance(self.collector, RayCollector) else 0
+        return self.collector.restarts if self.collector is not None else 0
 
     def close(self) -> None:
         self.critic_fit.close()
@@ -176,12 +179,10 @@ class Trainer:
         """Collect one batch and update actor and critic; returns the metrics row."""
         c = self.config
         t0 = time.perf_counter()
-        collector = self._ensure_collector()
-        if isinstance(collector, RayCollector):  # the workers get the critic before collecting
-            self.critic_fit.finish()
-            batch = collector.collect(self.actor, self.critic, c.steps_per_env)
-        else:  # the previous batch's critic fit overlaps this collection
-            batch = collector.collect(self.actor, self.critic, c.steps_per_env, self.critic_fit.finish)
+        # The previous batch's critic fit may overlap this collection: the sampler waits for it
+        # (critic_fit.finish) before it first uses the critic.
+        sampler = self._ensure_collector()
+        batch = sampler.collect(self.actor, self.critic, c.steps_per_env, self.critic_fit.finish)
         self.critic_fit.finish()
         vl_before, vl_after = self.critic_fit.take_losses()
         adv, returns = gae(
@@ -194,9 +195,8 @@ class Trainer:
         policy_adv = normalize(adv) if c.normalize_advantages else adv
         theta = flat_params(self.actor)
         rule = self.rule
-        if c.max_kl_final is not None and isinstance(rule, TRPO | NPG) and rule.max_kl is not None:
-            delta = kl_budget(c.max_kl, c.max_kl_final, self.env_steps, c.steps)
-            rule = dataclasses.replace(rule, max_kl=delta)
+        if c.max_kl_final is not None:  # the annealed budget; rules without one ignore it
+            rule = rule.with_kl_budget(kl_budget(c.max_kl, c.max_kl_final, self.env_steps, c.steps))
         with torch_threads(self.update_threads):  # the critic fit only starts after the update
             stats = rule.update(self.actor, PolicyBatch(obs, actions, policy_adv))
         stats = self._keep_finite(theta, stats)
@@ -242,8 +242,9 @@ class Trainer:
         tensors.update(vf_t)
         losses = [_finite_or_none(x) for x in self.critic_fit.losses]
         meta: dict[str, Any] = {"vf_opt": vf_meta, "value_losses_unreported": losses}
-        if isinstance(self.rule, VPG):
-            pg_t, pg_meta = optimizer_state("pg_opt", self.rule.state_dict())
+        rule_state = self.rule.state_dict()
+        if rule_state:  # e.g. VPG's Adam moments; TRPO and NPG carry nothing
+            pg_t, pg_meta = optimizer_state("pg_opt", rule_state)
             tensors.update(pg_t)
             meta["pg_opt"] = pg_meta
         meta.update(
@@ -251,9 +252,10 @@ class Trainer:
             episodes=self.episodes, wall_time=self.wall_time, best_eval=_finite_or_none(self.best_eval),
             skips_in_row=self.skips_in_row,
         )  # fmt: skip
-        # Not collected since loading: keep the loaded env state so a re-save loses nothing.
-        col = self.collector
-        meta["collector"] = col.state_dict() if isinstance(col, Collector) else self.collector_state
+        # Not collected since loading (or a sampler that cannot capture its envs): keep the loaded
+        # env state so a re-save loses nothing.
+        col_state = self.collector.state_dict() if self.collector is not None else None
+        meta["collector"] = col_state if col_state is not None else self.collector_state
         return tensors, meta
 
     def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
@@ -278,7 +280,7 @@ class Trainer:
         self.vf_optimizer.load_state_dict(optimizer_from("vf_opt", tensors, meta["vf_opt"]))
         before, after = meta.get("value_losses_unreported") or (None, None)
         self.critic_fit.losses = tuple(math.nan if x is None else float(x) for x in (before, after))  # type: ignore[assignment]
-        if isinstance(self.rule, VPG) and "pg_opt" in meta:
+        if "pg_opt" in meta:
             self.rule.load_state_dict(optimizer_from("pg_opt", tensors, meta["pg_opt"]))
         self.updates = int(meta["updates"])
         self.env_steps = int(meta["env_steps"])
