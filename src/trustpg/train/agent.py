@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from trustpg.config.train_config import TrainConfig, usable_cores
-from trustpg.core.distributions import Distribution
+from trustpg.core.distributions import PROTOCOL_MEMBERS, missing_members
 from trustpg.envs.source import EnvLike, EnvSource, flatten_if_needed, flatten_obs, recording
 from trustpg.errors import CheckpointError, TrainingFault
 from trustpg.io.checkpoint import load_checkpoint, save_checkpoint
@@ -271,11 +271,12 @@ def _check_policy(policy: nn.Module, observation_space: gym.Space) -> None:
     obs = torch.zeros(2, int(np.prod(observation_space.shape)))
     with torch.no_grad():
         out = policy(obs)
-    if not isinstance(out, Distribution):
+    missing = missing_members(out)
+    if missing:
         raise TypeError(
             f"policy.forward(obs) must return a trustpg.core.distributions distribution (Categorical, "
-            f"MultiCategorical, Bernoulli, DiagGaussian or your own with params/with_params/"
-            f"log_prob/entropy/mode/sample/metric); {type(policy).__name__} returned {type(out).__name__}"
+            f"MultiCategorical, Bernoulli, DiagGaussian or your own with {'/'.join(PROTOCOL_MEMBERS)}); "
+            f"{type(policy).__name__} returned {type(out).__name__}, which lacks {', '.join(missing)}"
         )
 
 
