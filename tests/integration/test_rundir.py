@@ -170,3 +170,26 @@ def test_a_run_name_file_systems_refuse_is_one_line(tmp_path, capsys):
     assert _train(tmp_path, "x" * 300, "--steps", "256") == 2
     assert "shorter --run-name" in _one_error_line(capsys)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_python_api_leaves_a_run_directory_the_command_line_accepts(tmp_path, capsys):
+    import torch
+
+    from trustpg import TRPO
+
+    run = tmp_path / "api"
+    torch.set_num_threads(2)
+    agent = TRPO("CartPole-v1", seed=0, num_envs=2, steps_per_env=64, progress=False, tensorboard=False)
+    agent.learn(256, run_dir=run)
+    assert torch.get_num_threads() == 2  # the run used torch_threads=1 and gave the caller's back
+    agent.close()
+    assert json.loads((run / "config.json").read_text())["env"] == "CartPole-v1"
+    assert json.loads((run / "summary.json").read_text())["env_steps"] == 256
+    assert main(["eval", str(run), "--episodes", "1"]) == 0
+    assert main(["plot", str(run), "--out", str(tmp_path / "c.png")]) == 0
+    assert main(["train", "--resume", str(run), "--steps", "512"]) == 0
+    assert [int(r["update"]) for r in read_metrics(run / "metrics.csv")] == [1, 2, 3, 4]
+    fresh = TRPO("CartPole-v1", seed=1, num_envs=2, steps_per_env=64, progress=False, tensorboard=False)
+    with pytest.raises(ValueError, match="already holds a run"):
+        fresh.learn(128, run_dir=run)  # a new agent never writes over a run with a checkpoint
+    fresh.close()

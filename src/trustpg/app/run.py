@@ -20,7 +20,6 @@ from typing import Any
 from trustpg.config.train_config import TrainConfig
 from trustpg.errors import EnvFault, TrainingFault, UserError
 from trustpg.io.checkpoint import load_checkpoint
-from trustpg.io.logger import software_versions
 from trustpg.io.rundir import (
     check_creatable,
     check_new_run,
@@ -134,7 +133,6 @@ def train_in_dir(config: TrainConfig, resume: Path | None) -> int:
 
 def _train(agent: Any, run: Path) -> int:
     config = agent.config
-    write_json(run / "config.json", config.to_dict())
     t0 = time.perf_counter()
     try:
         agent.learn(max(config.steps - agent.num_timesteps, 0), run_dir=run)
@@ -148,13 +146,7 @@ def _train(agent: Any, run: Path) -> int:
         print(f"interrupted at {agent.num_timesteps} steps; checkpoint saved. "
               f"Continue with: trustpg train --resume {run}")  # fmt: skip
         return 0
-    fit = agent.trainer.critic_fit
-    fit.close()  # the worker's peak memory is read as it ends; evaluation needs no critic
-    summary: dict[str, Any] = {
-        "env_steps": agent.num_timesteps, "train_seconds": seconds,
-        "peak_rss_mb": _peak_rss_mb() + fit.worker_peak_rss_mb,
-        "peak_rss_critic_worker_mb": fit.worker_peak_rss_mb, "software": software_versions(),
-    }  # fmt: skip
+    summary = read_json(run / "summary.json")  # written by Agent.learn; the evaluation is added
     if config.eval_episodes:
         try:
             mean, std, returns = agent.evaluate(config.eval_episodes)
@@ -168,11 +160,3 @@ def _train(agent: Any, run: Path) -> int:
     write_json(run / "summary.json", summary)
     print(f"run saved in {run}  ({agent.num_timesteps} steps, {seconds:.1f} s)")
     return 0
-
-
-def _peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, MiB (Linux reports ru_maxrss in KiB). The
-    summary adds the critic worker's own peak (read by the worker's parent before it ends)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

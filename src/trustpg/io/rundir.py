@@ -91,13 +91,25 @@ def check_not_foreign(run: Path) -> bool:
     )
 
 
+#: Run directories this process holds the lock of (``locked`` is re-entrant within a process:
+#: the command line takes the lock before it loads a checkpoint, then ``Agent.learn`` takes it again).
+_HELD: dict[Path, int] = {}
+
+
 @contextlib.contextmanager
 def locked(run: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``run`` (made if missing) for the block; RunInUse if another
     process holds it. The lock is the OS's (flock): it ends with the process, even on kill -9."""
     run.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:
-        yield
+    key = run.resolve()
+    if fcntl is None or key in _HELD:
+        _HELD[key] = _HELD.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+            if not _HELD[key]:
+                del _HELD[key]
         return
     path = run / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -114,7 +126,11 @@ def locked(run: Path) -> Iterator[None]:
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
+        _HELD[key] = 1
+        try:
+            yield
+        finally:
+            del _HELD[key]
     finally:
         os.close(fd)  # releases the lock
 

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,12 @@ from trustpg.core.distributions import PROTOCOL_MEMBERS, missing_members
 from trustpg.envs.source import EnvLike, EnvSource, flatten_if_needed, flatten_obs, recording
 from trustpg.errors import CheckpointError, TrainingFault
 from trustpg.io.checkpoint import load_checkpoint, save_checkpoint
-from trustpg.io.logger import MetricsLogger, drop_rows_after
+from trustpg.io.logger import MetricsLogger, drop_rows_after, software_versions
 from trustpg.io.progress import TrainProgress
+from trustpg.io.rundir import check_not_foreign, checkpoint_file, locked, write_json
+from trustpg.nets.policies import obs_dim
 from trustpg.train.callbacks import CallbackList
-from trustpg.train.trainer import Callback, Trainer
+from trustpg.train.trainer import Callback, Trainer, torch_threads
 
 log = logging.getLogger("trustpg")
 #: Steps after which evaluation cuts an episode of an env without a time limit (max_episode_steps).
@@ -80,17 +83,38 @@ class Agent:
 
         ``callback(row)`` gets each update's metrics (a dict); returning False stops training.
         A list of callbacks runs in order (see :mod:`trustpg.train.callbacks`).
-        With ``run_dir`` the run writes ``metrics.csv``, TensorBoard events and checkpoints there,
-        and SIGINT/SIGTERM stop it cleanly after a final checkpoint.
+        With ``run_dir`` the run writes ``config.json``, ``metrics.csv``, TensorBoard events,
+        checkpoints and, when the steps are done, ``summary.json`` there (so ``trustpg plot``,
+        ``eval`` and ``train --resume`` accept the directory); the directory is locked meanwhile,
+        and SIGINT/SIGTERM stop the run cleanly after a final checkpoint. Runs with ``torch_threads``
+        threads and restores the caller's thread count afterwards.
         """
         if total_steps < 0:
             raise ValueError(f"total_steps must be >= 0, got {total_steps}")
         if isinstance(callback, Sequence):
             callback = CallbackList(callback)
-        c = self.config
-        torch.set_num_threads(c.torch_threads)
-        target = self.trainer.env_steps + total_steps
         out = Path(run_dir) if run_dir is not None else None
+        if out is None:
+            with torch_threads(self.config.torch_threads):
+                return self._learn(total_steps, callback, None, progress)
+        if check_not_foreign(out) and self.trainer.updates == 0 and checkpoint_file(out).is_file():
+            raise ValueError(
+                f"{out} already holds a run; continue it with Agent.load('{checkpoint_file(out)}')"
+                f".learn(steps, run_dir='{out}'), or choose another run_dir"
+            )
+        t0 = time.perf_counter()
+        with locked(out), torch_threads(self.config.torch_threads):
+            write_json(out / "config.json", self.config.to_dict())
+            self._learn(total_steps, callback, out, progress)
+            if not self._stop:  # a finished run: plot, eval, compare and --resume read this
+                write_json(out / "summary.json", run_summary(self, time.perf_counter() - t0))
+        return self
+
+    def _learn(
+        self, total_steps: int, callback: Callback | None, out: Path | None, progress: bool | None
+    ) -> Agent:
+        c = self.config
+        target = self.trainer.env_steps + total_steps
         if out and self.trainer.updates > 0:
             drop_rows_after(out / "metrics.csv", self.trainer.updates)
         logger = MetricsLogger(out, c.tensorboard, append=self.trainer.updates > 0) if out else None
@@ -250,6 +274,25 @@ class Agent:
         self.trainer.close()
 
 
+def run_summary(agent: Agent, seconds: float) -> dict[str, Any]:
+    """What ``summary.json`` says about a finished run (the command line adds its evaluation)."""
+    fit = agent.trainer.critic_fit
+    fit.close()  # the worker's peak memory is read as it ends (the next fit starts a new one)
+    return {
+        "env_steps": agent.num_timesteps, "train_seconds": seconds,
+        "peak_rss_mb": _peak_rss_mb() + fit.worker_peak_rss_mb,
+        "peak_rss_critic_worker_mb": fit.worker_peak_rss_mb, "software": software_versions(),
+    }  # fmt: skip
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, MiB (Linux reports ru_maxrss in KiB). The
+    summary adds the critic worker's own peak (read by the worker's parent before it ends)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _fit_threads(saved: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint made on a machine with more cores asks for more threads than this one may
     use: use this machine's cores instead (and say so) rather than refuse to load it."""
@@ -268,7 +311,7 @@ def _fit_threads(saved: dict[str, Any], overrides: dict[str, Any]) -> dict[str, 
 
 def _check_policy(policy: nn.Module, observation_space: gym.Space) -> None:
     """Fail early, with the interface spelled out, if a custom policy does not return a distribution."""
-    obs = torch.zeros(2, int(np.prod(observation_space.shape)))
+    obs = torch.zeros(2, obs_dim(observation_space))  # a Box: the Trainer's critic checked that
     with torch.no_grad():
         out = policy(obs)
     missing = missing_members(out)
@@ -288,7 +331,7 @@ def _install_stop_handlers(agent: Agent) -> dict[int, Any]:
             raise KeyboardInterrupt
         agent._stop = True
 
-    old = {}
+    old: dict[int, Any] = {}
     try:
         for sig in (signal.SIGINT, signal.SIGTERM):
             old[sig] = signal.signal(sig, handler)
