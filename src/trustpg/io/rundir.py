@@ -99,7 +99,9 @@ _HELD: dict[Path, int] = {}
 @contextlib.contextmanager
 def locked(run: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``run`` (made if missing) for the block; RunInUse if another
-    process holds it. The lock is the OS's (flock): it ends with the process, even on kill -9."""
+    process holds it. The lock is the OS's: it ends with the process, even on kill -9. It is a POSIX
+    record lock (``lockf``), not ``flock``: processes forked while it is held (async env workers)
+    do not inherit it, so it ends when this process lets go, not when the last worker exits."""
     run.mkdir(parents=True, exist_ok=True)
     key = run.resolve()
     if fcntl is None or key in _HELD:
@@ -115,7 +117,7 @@ def locked(run: Path) -> Iterator[None]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             if e.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
