@@ -35,22 +35,18 @@ def _load_config_file(path: Path) -> dict[str, Any]:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"--config {path}: cannot read it as text: {e}") from None
-    if path.suffix == ".toml":
-        import tomllib
+    import tomllib
 
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise UserError(f"--config {path}: invalid TOML: {e}") from None
-        except RecursionError:
-            raise UserError(f"--config {path}: nested too deeply to be a config") from None
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise UserError(f"--config {path}: invalid JSON: {e}") from None
-        except RecursionError:
-            raise UserError(f"--config {path}: nested too deeply to be a config") from None
+    kind, parse, invalid = (
+        ("TOML", tomllib.loads, tomllib.TOMLDecodeError) if path.suffix == ".toml"
+        else ("JSON", json.loads, json.JSONDecodeError)
+    )  # fmt: skip
+    try:
+        data = parse(text)
+    except invalid as e:
+        raise UserError(f"--config {path}: invalid {kind}: {e}") from None
+    except RecursionError:
+        raise UserError(f"--config {path}: nested too deeply to be a config") from None
     if not isinstance(data, dict):
         raise UserError(f"--config {path}: expected a table/object of config fields")
     return data
