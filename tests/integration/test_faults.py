@@ -16,6 +16,8 @@ from pathlib import Path
 import _faulty_envs
 import pytest
 import torch
+from _runs import rows as _rows
+from _runs import wait_for as _wait_for
 
 import trustpg.core.steps as steps_mod
 import trustpg.io.checkpoint as ckpt_mod
@@ -33,15 +35,6 @@ FACTORIES = {"trpo": TRPO, "npg": NPG, "vpg": VPG}
 
 def _params(agent: Agent) -> torch.Tensor:
     return flat_params(agent.policy)
-
-
-def _wait_for(predicate, what: str, limit: float = 180.0) -> None:
-    """Poll until ``predicate()``; the limit only stops a hung test, it asserts nothing about speed."""
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"gave up waiting for {what}")
-        time.sleep(0.02)
 
 
 # -- environment faults -------------------------------------------------------------------------
@@ -322,11 +315,6 @@ def _train_process(run_dir: Path, *extra: str) -> subprocess.Popen:
            "--steps-per-env", "64", "--run-dir", str(run_dir.parent), "--run-name", run_dir.name,
            "--no-progress", "--no-tensorboard", "--eval-episodes", "0", *extra]  # fmt: skip
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _rows(run: Path) -> int:
-    path = run / "metrics.csv"
-    return len(path.read_text().splitlines()) - 1 if path.exists() else 0
 
 
 def _progressed(run: Path, rows_before: int) -> bool:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from _runs import rows as _rows
+from _runs import wait_for as _wait_for
 
 from trustpg.io.checkpoint import load_checkpoint
 from trustpg.io.logger import read_metrics
@@ -35,20 +37,6 @@ def _start(run: Path, *extra: str) -> subprocess.Popen:
 
 def _ctrl_c(proc: subprocess.Popen) -> None:
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal does: the whole foreground group
-
-
-def _rows(run: Path) -> int:
-    path = run / "metrics.csv"
-    return len(path.read_text().splitlines()) - 1 if path.exists() else 0
-
-
-def _wait_for(predicate, what: str, limit: float = 300.0) -> None:
-    """Poll until ``predicate()``; the limit only stops a hung test, it asserts nothing about speed."""
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"gave up waiting for {what}")
-        time.sleep(0.01)
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[str, str]:

@@ -1,0 +1,22 @@
+"""Helpers for tests that watch a training process from outside: rows logged so far, and polling."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def rows(run: Path) -> int:
+    """Rows of ``run/metrics.csv`` written so far (0 before the file exists)."""
+    path = run / "metrics.csv"
+    return len(path.read_text().splitlines()) - 1 if path.exists() else 0
+
+
+def wait_for(predicate: Callable[[], bool], what: str, limit: float = 300.0) -> None:
+    """Poll until ``predicate()``; the limit only stops a hung test, it asserts nothing about speed."""
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gave up waiting for {what}")
+        time.sleep(0.01)
