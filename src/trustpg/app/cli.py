@@ -1,8 +1,10 @@
-"""``trustpg`` command line: train, eval, plot, experiment.
+"""``trustpg`` command line: train, tune, eval, plot, compare, experiment.
 
 ``train`` is generated from :class:`trustpg.config.train_config.TrainConfig` by tyro, so
 ``trustpg train --help`` documents every hyperparameter. Errors in user input print one line and
-exit with status 2.
+exit with status 2. Heavy modules (torch, gymnasium) are imported inside the commands, after their
+arguments are parsed, so ``--help`` and ``--version`` answer without them (tests/integration/
+test_fast_start.py checks ``sys.modules``).
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ import os
 import sys
 from pathlib import Path
 
-import gymnasium as gym
-
+from trustpg.app.guard import fail, guarded
 from trustpg.app.train_args import cmd_train, import_env_modules
 from trustpg.config.train_config import MAX_SEED
-from trustpg.errors import CheckpointError, EnvFault, MissingExtra, TrainingFault, UserError
+from trustpg.errors import UserError
 
-USAGE = """usage: trustpg {train,eval,plot,compare,experiment} ...
+USAGE = """usage: trustpg {train,tune,eval,plot,compare,experiment} ... | --version
 
-  train       train an agent (trustpg train --help lists every hyperparameter)
+  train       train an agent (trustpg train --help lists every hyperparameter;
+              --seeds 0 1 2 trains several seeds in parallel)
+  tune        search hyperparameters with Optuna (pip install 'trustpg[tune]')
   eval        evaluate a run directory or checkpoint (--video out.mp4 records an episode)
   plot        learning curves from run directories
   compare     train several algorithms × seeds on one env, then plot them
@@ -28,43 +31,28 @@ USAGE = """usage: trustpg {train,eval,plot,compare,experiment} ...
 """
 
 
-def _fail(msg: str) -> int:
-    print(f"trustpg: error: {msg}", file=sys.stderr)
-    return 2
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        from trustpg import __version__
+
+        print(f"trustpg {__version__}")
+        return 0
     command, rest = argv[0], argv[1:]
     commands = {
         "train": cmd_train,
+        "tune": cmd_tune,
         "eval": cmd_eval,
         "plot": cmd_plot,
         "compare": cmd_compare,
         "experiment": cmd_experiment,
     }
     if command not in commands:
-        return _fail(f"unknown command {command!r}; choose from {', '.join(commands)}")
-    try:
-        return commands[command](rest)
-    except (UserError, ValueError, TypeError, CheckpointError, MissingExtra) as e:
-        return _fail(str(e))
-    except gym.error.DependencyNotInstalled as e:  # e.g. a Box2D env without box2d
-        return _fail(f"the environment needs a package that is not installed: {e}")
-    except (EnvFault, TrainingFault) as e:
-        print(f"trustpg: stopped: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:  # before training started, or a second Ctrl-C during it
-        print("trustpg: interrupted; every checkpoint written so far is intact", file=sys.stderr)
-        return 130
-    except OSError as e:  # disk full, read-only file system, ...: the file and the reason
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"trustpg: error: cannot write or read {where}{e.strerror or e}; every checkpoint "
-              "written before this is intact", file=sys.stderr)  # fmt: skip
-        return 1
+        return fail(f"unknown command {command!r}; choose from {', '.join(commands)}")
+    return guarded(lambda: commands[command](rest))
 
 
 def _checkpoint_for(target: Path, which: str) -> Path:
@@ -148,6 +136,12 @@ def cmd_compare(argv: list[str]) -> int:
     from trustpg.app.compare import compare_main
 
     return compare_main(argv)
+
+
+def cmd_tune(argv: list[str]) -> int:
+    from trustpg.app.tune import tune_main
+
+    return tune_main(argv)
 
 
 def cmd_experiment(argv: list[str]) -> int:

@@ -202,7 +202,7 @@ def report_interrupted(args: argparse.Namespace, argv: list[str], runs: list[Pla
 
 
 def _state(p: Planned) -> str:
-    steps = _last_steps(p.run)
+    steps = last_steps(p.run)
     if steps is None:
         return "not started"
     if (p.run / "checkpoints" / "last.safetensors").is_file():
@@ -210,7 +210,7 @@ def _state(p: Planned) -> str:
     return f"incomplete ({steps} of {p.config['steps']} steps, no checkpoint: restarts)"
 
 
-def _last_steps(run: Path) -> int | None:
+def last_steps(run: Path) -> int | None:
     path = run / "metrics.csv"
     if not path.is_file():
         return None
@@ -242,7 +242,7 @@ def summary_table(configs: dict[Path, dict[str, Any]]) -> str:
         if done:
             finals = np.array([final_return(r) for r in done])
             value = f"{finals.mean():.1f} ± {finals.std():.1f}"
-            steps = str(max(_last_steps(r) or 0 for r in done))
+            steps = str(max(last_steps(r) or 0 for r in done))
         else:
             value = steps = "—"
         lines.append(f"| {group.env} | {group.label} | {seeds} | {value} | {steps} |")

@@ -78,7 +78,9 @@ def parse_train_args(argv: list[str]) -> tuple[TrainConfig, Path | None]:
     description = (
         "Train VPG, NPG or TRPO. Extra options: --preset NAME (classic, mujoco), "
         "--config FILE (.toml or .json; a run's config.json reproduces it), --resume RUN_DIR, "
-        "--env-module PKG (import a package that registers envs). Flags override all of these."
+        "--env-module PKG (import a package that registers envs), --seeds S [S ...] (one run per "
+        "seed, in parallel worker processes, then a mean ± std table; --jobs N runs at a time, "
+        "default: the usable cores). Flags override all of these."
     )
     with deferred_validation(), _one_line_parse_errors():
         config = tyro.cli(TrainConfig, args=rest, default=default, prog="trustpg train",
@@ -134,7 +136,11 @@ def _peek_env(args: list[str]) -> str | None:
 
 
 def cmd_train(argv: list[str]) -> int:
+    from trustpg.app.seeds import train_seeds, wants_seeds
+
+    if wants_seeds(argv):
+        return train_seeds(argv)
+    config, resume = parse_train_args(argv)  # before torch is imported: --help stays quick
     from trustpg.app.run import train_in_dir
 
-    config, resume = parse_train_args(argv)
     return train_in_dir(config, resume)
