@@ -94,6 +94,8 @@ class NumpyActor:
 
 def _unsupported(spec: MLPSpec) -> str:
     """Why the sampler cannot run ``spec`` ("" if it can): a float32 CPU actor with an action head."""
+    if spec.head == "beta":  # Gamma rejection sampling: per-round draws, not worth a NumPy copy
+        return "the Beta policy is sampled by its torch distribution (rejection sampling)"
     if spec.head not in _HEADS:
         return f"a {spec.head!r} head is not an action distribution"
     if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in spec.parameters()):

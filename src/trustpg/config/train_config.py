@@ -90,6 +90,9 @@ class TrainConfig:
     """Hidden activation."""
     log_std_init: float = 0.0
     """Initial log σ of Gaussian policies."""
+    action_dist: Literal["gaussian", "beta"] = "gaussian"
+    """Family of Box actions: a Gaussian (actions clipped to the box) or a Beta on the box
+    (Chou et al. 2017; needs finite bounds). Other action spaces take only "gaussian"."""
 
     max_kl: float = 0.01
     """KL budget δ for TRPO, and for NPG when npg_step_size is unset."""

@@ -16,9 +16,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from trustpg.core.beta import Beta
 from trustpg.core.distributions import Bernoulli, Categorical, DiagGaussian, Distribution, MultiCategorical
 
-ActionKind = Literal["categorical", "multicategorical", "bernoulli", "gaussian"]
+ActionKind = Literal["categorical", "multicategorical", "bernoulli", "gaussian", "beta"]
+#: The families a Box action space can be given (TrainConfig.action_dist).
+BoxDist = Literal["gaussian", "beta"]
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 #: Orthogonal-init gains (Saxe et al. 2014): √2 for hidden layers; a small policy head keeps the
 #: initial policy near uniform/zero-mean (Andrychowicz et al. 2021, "What matters in on-policy RL").
@@ -43,7 +46,7 @@ def mlp(sizes: list[int], activation: str, head_gain: float) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-HeadKind = Literal["categorical", "multicategorical", "bernoulli", "gaussian", "value"]
+HeadKind = Literal["categorical", "multicategorical", "bernoulli", "gaussian", "beta", "value"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,7 +55,8 @@ class MLPSpec:
     (DESIGN §5): ``out = L_n ∘ σ ∘ … ∘ σ ∘ L_1 (obs)`` with ``L_i(h) = h W_iᵀ + b_i`` and, on top,
 
     * ``"gaussian"``: DiagGaussian(mean=out, log_std); ``"categorical"``/``"bernoulli"``: logits;
-      ``"multicategorical"``: logits split by ``nvec``; ``"value"``: V = out[..., 0].
+      ``"multicategorical"``: logits split by ``nvec``; ``"beta"``: Beta(out[:, :A], out[:, A:]) on
+      the action box (:class:`~trustpg.core.beta.Beta`); ``"value"``: V = out[..., 0].
 
     ``linears`` are the module's live layers (read their weights when the path runs)."""
 
@@ -118,9 +122,13 @@ def mlp_spec_of(module: nn.Module) -> tuple[MLPSpec | None, str]:
 
 
 class Actor(nn.Module):
-    """π_θ(a|s): an MLP producing logits (categorical, multicategorical, bernoulli) or a mean (gaussian).
+    """π_θ(a|s): an MLP producing logits (categorical, multicategorical, bernoulli), a mean
+    (gaussian) or the two Beta concentrations' pre-activations (beta, ``2·action_dim`` outputs).
 
-    The Gaussian log-std is a state-independent parameter, as in Schulman et al. 2015.
+    The Gaussian log-std is a state-independent parameter, as in Schulman et al. 2015. The Beta
+    policy (Chou et al. 2017) samples inside the box ``[low, high]`` itself (its distribution maps
+    [0, 1] onto it, log-probabilities included), so clipping to the box never changes its actions;
+    ``low``/``high`` are non-persistent buffers (not in the state dict: they come from the env).
     """
 
     def __init__(
@@ -132,13 +140,23 @@ class Actor(nn.Module):
         activation: str = "tanh",
         log_std_init: float = 0.0,
         nvec: tuple[int, ...] = (),
+        low: np.ndarray | None = None,
+        high: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         self.kind = kind
         self.nvec = tuple(nvec)  # choices per dimension, for "multicategorical"
-        self.net = mlp([obs_dim, *hidden, action_dim], activation, POLICY_HEAD_GAIN)
+        self.action_dim = action_dim
+        out = 2 * action_dim if kind == "beta" else action_dim
+        self.net = mlp([obs_dim, *hidden, out], activation, POLICY_HEAD_GAIN)
         if kind == "gaussian":
             self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
+        self.low: Tensor
+        self.high: Tensor  # the Beta policy's action box (buffers)
+        if kind == "beta":
+            lo, hi = _finite_bounds(low, high, action_dim)
+            self.register_buffer("low", torch.as_tensor(lo, dtype=torch.float32), persistent=False)
+            self.register_buffer("high", torch.as_tensor(hi, dtype=torch.float32), persistent=False)
 
     def forward(self, obs: Tensor) -> Distribution:
         out = self.net(obs)
@@ -148,6 +166,9 @@ class Actor(nn.Module):
             return MultiCategorical(out, self.nvec)
         if self.kind == "bernoulli":
             return Bernoulli(logits=out)
+        if self.kind == "beta":
+            a = self.action_dim
+            return Beta(out[..., :a], out[..., a:], self.low, self.high)
         return DiagGaussian(out, self.log_std)
 
     def mlp_spec(self) -> MLPSpec | None:
@@ -220,9 +241,35 @@ def make_actor(
     hidden: tuple[int, ...],
     activation: str,
     log_std_init: float,
+    action_dist: BoxDist = "gaussian",
 ) -> Actor:
+    """The default actor for these spaces; ``action_dist`` picks the family of Box actions
+    (``"beta"`` needs a Box with finite bounds; other spaces accept only ``"gaussian"``, the default)."""
     kind, dim = action_kind(action_space)
     nvec: tuple[int, ...] = ()
     if isinstance(action_space, gym.spaces.MultiDiscrete):  # kind "multicategorical"
         nvec = tuple(int(n) for n in action_space.nvec)
-    return Actor(obs_dim(observation_space), dim, kind, hidden, activation, log_std_init, nvec)
+    low = high = None
+    if action_dist == "beta":
+        if not isinstance(action_space, gym.spaces.Box):
+            raise ValueError(f"action_dist='beta' needs Box actions with finite bounds, got {action_space}")
+        kind, low, high = "beta", action_space.low, action_space.high
+    elif action_dist != "gaussian":
+        raise ValueError(f"action_dist must be 'gaussian' or 'beta', got {action_dist!r}")
+    return Actor(obs_dim(observation_space), dim, kind, hidden, activation, log_std_init, nvec, low, high)
+
+
+def _finite_bounds(
+    low: np.ndarray | None, high: np.ndarray | None, dim: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``low``, ``high`` as float arrays of length ``dim``; ValueError unless finite with low < high."""
+    if low is None or high is None:
+        raise ValueError("a Beta actor needs the action bounds low and high")
+    lo = np.broadcast_to(np.asarray(low, np.float64), (dim,)).copy()
+    hi = np.broadcast_to(np.asarray(high, np.float64), (dim,)).copy()
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all() and (lo < hi).all()):
+        raise ValueError(
+            f"the Beta policy maps [0, 1] onto the action box, which must be bounded with low < high; "
+            f"got low={lo}, high={hi} (use action_dist='gaussian' for unbounded actions)"
+        )
+    return lo, hi

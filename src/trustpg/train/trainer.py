@@ -96,7 +96,7 @@ class Trainer:
             torch.manual_seed(c.seed)  # weight init only; the global RNG is left untouched
             self.actor = actor if actor is not None else make_actor(
                 self.observation_space, self.action_space, c.hidden_sizes, c.activation,
-                c.log_std_init,
+                c.log_std_init, c.action_dist,
             )  # fmt: skip
             self.critic = Critic(obs_dim(self.observation_space), c.critic_hidden_sizes, c.activation)
         self.rule = make_rule(c)
