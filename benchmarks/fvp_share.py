@@ -12,7 +12,7 @@ import time
 from trustpg import TRPO
 from trustpg.accel import mlp_fisher  # type: ignore[attr-defined]
 from trustpg.config.presets import preset_overrides
-from trustpg.core import steps
+from trustpg.core import rules as steps
 
 over = preset_overrides("mujoco", "Hopper-v5")
 over["progress"] = False

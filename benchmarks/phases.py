@@ -28,7 +28,7 @@ import trustpg
 from trustpg import TRPO
 from trustpg.accel import fast_actor
 from trustpg.config.presets import preset_overrides
-from trustpg.core import steps
+from trustpg.core import rules as steps
 from trustpg.sampling import rollout
 from trustpg.train import value
 

@@ -25,7 +25,7 @@ import torch
 
 from trustpg import TRPO
 from trustpg.config.presets import preset_overrides
-from trustpg.core import steps
+from trustpg.core import rules as steps
 from trustpg.core.linalg import flat_params, set_flat_params
 
 RESULTS = Path(__file__).resolve().parent / "results" / "update_threads.json"

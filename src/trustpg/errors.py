@@ -8,6 +8,7 @@ lower layer never imports a higher one just for an exception type.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -31,10 +32,11 @@ class EnvFault(RuntimeError):
 class TrainingFault(RuntimeError):
     """Training cannot continue (e.g. too many consecutive numerical failures).
 
-    ``row`` is the metrics row of the update that triggered the stop, so it can still be logged.
+    ``row`` is the record (an :class:`~trustpg.io.record.UpdateRecord`) of the update that
+    triggered the stop, so it can still be logged.
     """
 
-    def __init__(self, message: str, row: dict[str, Any] | None = None) -> None:
+    def __init__(self, message: str, row: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.row = row
 

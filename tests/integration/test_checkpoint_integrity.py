@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-import trustpg.core.steps as steps_mod
+import trustpg.core.curvature as curvature_mod
 from trustpg import NPG, TRPO, VPG, Agent
 from trustpg.app.cli import main
 from trustpg.core.linalg import CGResult, flat_params
@@ -203,7 +203,7 @@ def test_split_run_with_consecutive_skips_stops_at_the_same_update(tmp_path, mon
     def breakdown(Av, b, **k):
         return CGResult(torch.zeros_like(b), float("nan"), 1, "breakdown")
 
-    monkeypatch.setattr(steps_mod, "conjugate_gradient", breakdown)
+    monkeypatch.setattr(curvature_mod, "conjugate_gradient", breakdown)
     whole = TRPO("CartPole-v1", seed=0, max_consecutive_skips=3, **SMALL)
     with pytest.raises(TrainingFault) as err:
         whole.learn(10 * 64)

@@ -19,12 +19,14 @@ import torch
 from _runs import rows as _rows
 from _runs import wait_for as _wait_for
 
-import trustpg.core.steps as steps_mod
+import trustpg.core.curvature as curvature_mod
+import trustpg.core.rules as steps_mod
 import trustpg.io.checkpoint as ckpt_mod
 import trustpg.train.value as value_mod
 from trustpg import NPG, TRPO, VPG, Agent
 from trustpg.app.cli import main
 from trustpg.core.linalg import CGResult, flat_params
+from trustpg.core.line_search import KLs
 from trustpg.errors import CheckpointError, EnvFault, TrainingFault
 from trustpg.io.checkpoint import load_checkpoint
 from trustpg.io.logger import read_metrics
@@ -96,18 +98,19 @@ def _cg_breakdown(monkeypatch):
     def breakdown(Av, b, **k):
         return CGResult(torch.zeros_like(b), float("nan"), 1, "breakdown")
 
-    monkeypatch.setattr(steps_mod, "conjugate_gradient", breakdown)
+    monkeypatch.setattr(curvature_mod, "conjugate_gradient", breakdown)
 
 
 def _negative_curvature(monkeypatch):
     def solve(self, policy, batch, g):
-        return CGResult(g.clone(), 0.0, 1, "converged"), lambda v: -v  # g̃ᵀFg̃ = -|g|² < 0
+        return curvature_mod.Solution(g.clone(), -float(g @ g), 0.0, 1)  # g̃ᵀFg̃ = -|g|² < 0
 
-    monkeypatch.setattr(steps_mod.NaturalDirection, "solve", solve)
+    monkeypatch.setattr(curvature_mod.NaturalDirection, "solve", solve)
 
 
 def _line_search_failure(monkeypatch):
-    monkeypatch.setattr(steps_mod, "_evaluate", lambda policy, batch, s: (s.surr + 1.0, 1.0))  # KL 1 > δ
+    kls = KLs(1.0, 1.0, 1.0)  # KL 1 > δ
+    monkeypatch.setattr(steps_mod, "_evaluate", lambda policy, batch, s: (s.surr + 1.0, kls))
 
 
 NUMERICAL = [
@@ -150,7 +153,7 @@ def test_k_consecutive_skips_stop_the_run_clearly(tmp_path, monkeypatch):
 
 def test_a_good_update_resets_the_skip_count(monkeypatch):
     agent = TRPO("CartPole-v1", seed=0, max_consecutive_skips=2, **SMALL)
-    real = steps_mod.conjugate_gradient
+    real = curvature_mod.conjugate_gradient
     calls = {"n": 0}
 
     def every_other(Av, b, **k):
@@ -159,7 +162,7 @@ def test_a_good_update_resets_the_skip_count(monkeypatch):
             return CGResult(torch.zeros_like(b), float("nan"), 1, "breakdown")
         return real(Av, b, **k)
 
-    monkeypatch.setattr(steps_mod, "conjugate_gradient", every_other)
+    monkeypatch.setattr(curvature_mod, "conjugate_gradient", every_other)
     rows: list = []
     agent.learn(6 * 64, callback=rows.append)
     assert [r["skipped"] for r in rows] == [1, 0, 1, 0, 1, 0]

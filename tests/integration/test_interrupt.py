@@ -20,8 +20,9 @@ from _runs import wait_for as _wait_for
 
 from trustpg.io.checkpoint import load_checkpoint
 from trustpg.io.logger import read_metrics
+from trustpg.io.record import TIMING_COLUMNS
 
-TIMING = ("seconds", "wall_time", "steps_per_sec")
+TIMING = TIMING_COLUMNS
 
 
 def _start(run: Path, *extra: str) -> subprocess.Popen:

@@ -6,7 +6,7 @@ import pytest
 
 from trustpg import NPG, TRPO
 from trustpg.config.train_config import TrainConfig
-from trustpg.core.steps import kl_budget
+from trustpg.core.update import kl_budget
 
 SMALL = dict(num_envs=2, steps_per_env=64, progress=False, tensorboard=False, eval_episodes=0)
 

@@ -9,6 +9,7 @@ from _learning import assert_solves_cartpole, median, summary, train_seeds
 from trustpg import NPG, TRPO, VPG
 from trustpg.config.presets import preset_overrides
 from trustpg.core.linalg import flat_params
+from trustpg.io.record import TIMING_COLUMNS
 
 pytestmark = pytest.mark.slow
 
@@ -62,8 +63,8 @@ def test_same_seed_gives_identical_metrics_and_parameters(algo):
         factory = TRPO if algo == "trpo" else VPG
         agent = factory("CartPole-v1", seed=3, vpg_optimizer="adam")
         rows = _learn(agent, 8192)
-        timing = ("seconds", "wall_time", "steps_per_sec")
-        return [{k: v for k, v in r.items() if k not in timing} for r in rows], flat_params(agent.policy)
+        kept = [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]
+        return kept, flat_params(agent.policy)
 
     rows_a, params_a = run()
     rows_b, params_b = run()

@@ -8,11 +8,12 @@ from _learning import assert_solves_cartpole, train_seeds
 
 from trustpg import TRPO
 from trustpg.core.linalg import flat_params
+from trustpg.io.record import TIMING_COLUMNS
 from trustpg.sampling.distributed import RayCollector, WorkerRestarted
 
 ray = pytest.importorskip("ray")
 
-TIMING = ("seconds", "wall_time", "steps_per_sec")
+TIMING = TIMING_COLUMNS
 
 
 @pytest.fixture(scope="module", autouse=True)

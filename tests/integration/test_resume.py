@@ -21,8 +21,9 @@ from trustpg.core.linalg import flat_params
 from trustpg.envs.envstate import capture_vector_env, restore_vector_env
 from trustpg.io.checkpoint import load_checkpoint
 from trustpg.io.logger import read_metrics
+from trustpg.io.record import TIMING_COLUMNS
 
-TIMING = ("seconds", "wall_time", "steps_per_sec")
+TIMING = TIMING_COLUMNS
 SMALL = dict(num_envs=2, steps_per_env=64, progress=False, tensorboard=False, eval_episodes=0)
 FACTORIES = {"trpo": TRPO, "npg": NPG, "vpg": VPG}
 

@@ -21,13 +21,14 @@ from trustpg.core.distributions import Categorical
 from trustpg.errors import CheckpointError
 from trustpg.io.logger import read_metrics
 from trustpg.io.plotting import aggregate
+from trustpg.io.record import TIMING_COLUMNS
 from trustpg.train.callbacks import History, StopOnReturn
 
 TINY = ["--num-envs", "2", "--steps-per-env", "64", "--steps", "256", "--no-progress",
         "--no-tensorboard", "--eval-episodes", "1"]  # fmt: skip
 TINY_KW = dict(num_envs=2, steps_per_env=64, progress=False, tensorboard=False)
 #: Columns that measure time, not the computation.
-TIMING = {"seconds", "wall_time", "steps_per_sec"}
+TIMING = set(TIMING_COLUMNS)
 
 
 def _train(tmp_path, name, *extra):

@@ -8,7 +8,7 @@ from torch.func import functional_call
 
 from trustpg.core.distributions import Bernoulli, Categorical, DiagGaussian, Distribution
 from trustpg.core.linalg import flat_params
-from trustpg.core.steps import PolicyBatch
+from trustpg.core.update import PolicyBatch
 
 OBS_DIM = 3
 HIDDEN = 4

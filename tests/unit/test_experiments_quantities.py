@@ -15,7 +15,8 @@ import torch
 
 from trustpg.core.fisher import fisher_vector_product
 from trustpg.core.linalg import angle_degrees, conjugate_gradient, flat_grad
-from trustpg.core.steps import VPG, surrogate
+from trustpg.core.rules import VPG
+from trustpg.core.update import surrogate
 from trustpg.experiments import _common, bernoulli, invariance, stepsize_vs_constraint, why_constraint
 
 from ._policies import KINDS, make_batch, make_policy

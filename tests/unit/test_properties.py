@@ -15,17 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
+from trustpg.core.curvature import NaturalDirection
 from trustpg.core.distributions import kl
 from trustpg.core.linalg import flat_params
+from trustpg.core.line_search import backtracking_line_search
 from trustpg.core.moments import RunningMeanStd
-from trustpg.core.steps import (
-    NPG,
-    TRPO,
-    NaturalDirection,
-    PolicyBatch,
-    backtracking_line_search,
-    trust_region_scale,
-)
+from trustpg.core.rules import NPG, TRPO
+from trustpg.core.update import PolicyBatch, trust_region_scale
 from trustpg.envs.envstate import decode, encode
 from trustpg.io.checkpoint import load_checkpoint, save_checkpoint
 

@@ -10,20 +10,14 @@ import pytest
 import torch
 from torch.func import grad, jacrev
 
-from trustpg.core import steps
+from trustpg.core import rules as steps
+from trustpg.core.curvature import NaturalDirection
 from trustpg.core.distributions import detach, kl
-from trustpg.core.fisher import fisher_matrix
+from trustpg.core.fisher import fisher_matrix, fisher_vector_product
 from trustpg.core.linalg import angle_degrees, flat_params, set_flat_params
-from trustpg.core.steps import (
-    NPG,
-    TRPO,
-    VPG,
-    NaturalDirection,
-    PolicyBatch,
-    backtracking_line_search,
-    surrogate,
-    trust_region_scale,
-)
+from trustpg.core.line_search import KLs, backtracking_line_search
+from trustpg.core.rules import NPG, TRPO, VPG
+from trustpg.core.update import PolicyBatch, surrogate, trust_region_scale
 
 from ._policies import KINDS, dist_at, make_batch, make_policy
 
@@ -130,15 +124,15 @@ def test_natural_gradient_solves_F_and_is_within_90_degrees(kind):
     policy, batch = _setup(kind)
     g = _grad(policy, batch)
     F = fisher_matrix(policy, batch.obs)
-    cg, fvp = NaturalDirection(damping=0.0, **EXACT_CG).solve(policy, batch, g)
-    assert cg.status == "converged"
+    cg = NaturalDirection(damping=0.0, **EXACT_CG).solve(policy, batch, g)
+    assert not cg.breakdown and cg.iterations < EXACT_CG["cg_iters"]
     x = cg.x
     assert float((F @ x - g).norm()) <= 1e-5 * float(g.norm())
-    torch.testing.assert_close(fvp(x), F @ x)
+    assert cg.xFx == pytest.approx(float(x @ F @ x), rel=1e-8)
     assert float(x @ g) > 0
     assert angle_degrees(x, g) < 90.0
     # With damping: (F + λI)⁻¹ g, still an ascent direction.
-    cg, _ = NaturalDirection(damping=0.1, **EXACT_CG).solve(policy, batch, g)
+    cg = NaturalDirection(damping=0.1, **EXACT_CG).solve(policy, batch, g)
     expected = torch.linalg.solve(F + 0.1 * torch.eye(len(g), dtype=DT), g)
     torch.testing.assert_close(cg.x, expected, rtol=1e-8, atol=1e-10)
     assert angle_degrees(cg.x, g) < angle_degrees(x, g) < 90.0
@@ -147,7 +141,7 @@ def test_natural_gradient_solves_F_and_is_within_90_degrees(kind):
 def test_natural_direction_stride_uses_every_kth_state():
     policy, batch = _setup("categorical")
     g = _grad(policy, batch)
-    cg, _ = NaturalDirection(damping=0.05, fvp_stride=3, **EXACT_CG).solve(policy, batch, g)
+    cg = NaturalDirection(damping=0.05, fvp_stride=3, **EXACT_CG).solve(policy, batch, g)
     F3 = fisher_matrix(policy, batch.obs[::3])
     expected = torch.linalg.solve(F3 + 0.05 * torch.eye(len(g), dtype=DT), g)
     torch.testing.assert_close(cg.x, expected, rtol=1e-8, atol=1e-10)
@@ -158,7 +152,7 @@ def test_npg_stats_grad_angle(kind):
     policy, batch = _setup(kind)
     g = _grad(policy, batch)
     direction = NaturalDirection()
-    cg, _ = direction.solve(policy, batch, g)
+    cg = direction.solve(policy, batch, g)
     stats = NPG(direction=direction).update(policy, batch)
     assert not stats.skipped
     assert stats.grad_angle < 90.0
@@ -228,7 +222,7 @@ def test_npg_fixed_step_size_moves_by_step_size_times_natural_gradient(kind):
     F = fisher_matrix(policy, batch.obs)
     direction = NaturalDirection(damping=0.1, **EXACT_CG)
     g_nat = torch.linalg.solve(F + 0.1 * torch.eye(len(g), dtype=DT), g)
-    cg, _ = direction.solve(policy, batch, g)
+    cg = direction.solve(policy, batch, g)
     alpha = 0.05
     stats = NPG(step_size=alpha, max_kl=None, direction=direction).update(policy, batch)
     step = flat_params(policy) - theta0
@@ -290,7 +284,7 @@ def test_trpo_respects_kl_and_improves_surrogate(kind):
     theta0 = flat_params(policy)
     g = _grad(policy, batch)
     direction = NaturalDirection()
-    cg, _ = direction.solve(policy, batch, g)
+    cg = direction.solve(policy, batch, g)
     delta = 0.01
     stats = TRPO(max_kl=delta, direction=direction).update(policy, batch)
     assert not stats.skipped
@@ -313,7 +307,8 @@ def test_trpo_backtracks_until_kl_within_budget(kind):
     delta = 1e-3
     rule = TRPO(max_kl=delta, direction=NaturalDirection(damping=0.0, **EXACT_CG), max_backtracks=30)
     g = _grad(policy, batch)
-    cg, fvp = rule.direction.solve(policy, batch, g)
+    cg = rule.direction.solve(policy, batch, g)
+    fvp = fisher_vector_product(policy, batch.obs)
     full = trust_region_scale(cg.x, fvp(cg.x), delta) * cg.x
     set_flat_params(policy, theta0 + full)
     assert _mean_kl(policy, theta0, batch) > delta  # the full step violates the constraint
@@ -352,7 +347,7 @@ def test_trpo_restores_parameters_when_no_step_improves(kind, monkeypatch):
 
     def worse(pol, b, s):
         seen.append(flat_params(pol))
-        return s.surr - 1.0, 0.0  # within the KL budget, but a worse surrogate
+        return s.surr - 1.0, KLs(0.0, 0.0, 0.0)  # within the KL budget, but a worse surrogate
 
     monkeypatch.setattr(steps, "_evaluate", worse)
     stats = TRPO(max_kl=0.01, max_backtracks=4).update(policy, batch)

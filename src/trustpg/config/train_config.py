@@ -119,6 +119,18 @@ class TrainConfig:
     """TRPO line search shrinks the step by this factor per backtrack."""
     max_backtracks: int = 10
     """TRPO line search gives up (and restores θ) after this many backtracks."""
+    curvature: Literal["cg", "kfac", "diagonal", "empirical"] = "cg"
+    """How NPG and TRPO compute the natural gradient F⁻¹g: cg (exact Fisher-vector products +
+    conjugate gradient), kfac (Kronecker-factored per Linear layer), diagonal (exact diag F) or
+    empirical (E[s sᵀ] of the actions taken, by CG). The step size always uses the exact F."""
+    kl: Literal["mean", "max", "reverse"] = "mean"
+    """Distance the TRPO line search keeps ≤ max_kl: mean KL(old‖new) over states, its maximum
+    over states, or mean KL(new‖old). All three are logged."""
+    kfac_decay: float = 0.9
+    """K-FAC running averages: A ← decay·A + (1 − decay)·A_batch (0 = this batch only)."""
+    ng_angle_states: int = 1024
+    """States for the per-update angle between an approximate back end's direction and the exact
+    natural gradient (CG to convergence on that subsample); 0 turns the diagnostic off."""
 
     vf_lr: float = 1e-3
     """Critic Adam learning rate."""
@@ -295,6 +307,8 @@ def validate(c: TrainConfig) -> None:
     _need(c.cg_tol >= 0, "cg_tol", c.cg_tol, ">= 0")
     _need(c.step_timeout >= 0, "step_timeout", c.step_timeout, ">= 0 seconds (0 = no limit)")
     _need(0 < c.backtrack_ratio < 1, "backtrack_ratio", c.backtrack_ratio, "in (0, 1)")
+    _need(0.0 <= c.kfac_decay < 1.0, "kfac_decay", c.kfac_decay, "in [0, 1)")
+    _need(c.ng_angle_states >= 0, "ng_angle_states", c.ng_angle_states, ">= 0 (0 turns it off)")
     _need(c.vf_lr > 0, "vf_lr", c.vf_lr, "> 0")
     _need(c.obs_clip > 0, "obs_clip", c.obs_clip, "> 0")
     _need(len(c.hidden_sizes) >= 1 and all(h >= 1 for h in c.hidden_sizes),

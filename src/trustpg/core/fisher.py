@@ -133,12 +133,57 @@ def fisher_vector_product(
     raise ValueError(f"method must be 'analytic' or 'kl_hessian', got {method!r}")
 
 
-def _analytic_fvp(policy: nn.Module, obs: Tensor, damping: float) -> Callable[[Tensor], Tensor]:
+def fisher_quadratic(policy: nn.Module, obs: Tensor, v: Tensor, *, damping: float = 0.0) -> float:
+    """vᵀ(F + λI)v = (1/B) Σ_s (J_s v)ᵀ M_s (J_s v) + λ‖v‖², exact, from one forward-mode product
+    J v (``torch.func.jvp``). All a step size β = sqrt(2δ / vᵀFv) needs of F (TRPO, Appendix C).
+
+    Args:
+        policy: module mapping ``obs`` to a distribution; its parameters define θ.
+        obs: states, shape ``[B, ...]``.
+        v: a flat vector of shape ``[P]``.
+        damping: λ ≥ 0.
+    """
+    phi, primals, shapes = _param_function(policy, obs)
+    _check_vector(v, sum(p.numel() for p in primals))
+    outputs, jv = jvp(phi, primals, _unflatten(v, shapes))[:2]
+    metric = _distribution_at(policy, obs, outputs)
+    mjv = metric.metric(jv)
+    batch = outputs[0].shape[0]
+    quad = sum(float((a * b).sum()) for a, b in zip(jv, mjv)) / batch
+    return quad + damping * float(torch.dot(v, v))
+
+
+def _distribution_at(policy: nn.Module, obs: Tensor, outputs: Params) -> Distribution:
+    with torch.no_grad():
+        return policy(obs).with_params(tuple(o.detach() for o in outputs))
+
+
+def fisher_diagonal_of(policy: nn.Module, obs: Tensor, params: Sequence[nn.Parameter]) -> Tensor:
+    """The exact diagonal of F restricted to ``params`` (a subset of the policy's parameters),
+    flat in their order: F_jj = e_jᵀ F e_j, one Fisher-vector product over ``params`` alone per
+    entry. Autograd only traverses the part of the graph between ``params`` and φ, so this is
+    cheap for parameters near the output (a Gaussian's log σ) and costly for many deep ones."""
+    ps = list(params)
+    if not ps:
+        return torch.zeros(0)
+    fvp = _analytic_fvp(policy, obs, 0.0, ps)
+    n = sum(p.numel() for p in ps)
+    out = torch.empty(n, dtype=ps[0].dtype)
+    for j in range(n):
+        e = torch.zeros(n, dtype=ps[0].dtype)
+        e[j] = 1.0
+        out[j] = fvp(e)[j]
+    return out
+
+
+def _analytic_fvp(
+    policy: nn.Module, obs: Tensor, damping: float, only: Sequence[nn.Parameter] | None = None
+) -> Callable[[Tensor], Tensor]:
     # One forward pass and one differentiable vjp u ↦ Jᵀu are recorded here; each product then
     # costs two backward passes over that graph and no forward pass: J v = ∂/∂u [(Jᵀu)·v]
     # (the "double-vjp" trick, Townsend 2017), then Jᵀ(M J v)/B. This is ~2× cheaper than
     # torch.func.jvp + vjp, which re-runs the forward pass per product (docs/performance.md).
-    params = list(policy.parameters())
+    params = list(policy.parameters()) if only is None else list(only)
     dist = policy(obs)
     phi = dist.params
     metric = dist.with_params(tuple(x.detach() for x in phi))

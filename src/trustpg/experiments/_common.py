@@ -1,14 +1,14 @@
 """Shared plumbing of the experiments: budgets, tables, exact one-step batches, training curves.
 
 Nothing here is an algorithm: the math lives in :mod:`trustpg.core.distributions`, :mod:`trustpg.core.fisher`,
-:mod:`trustpg.core.linalg` and :mod:`trustpg.core.steps`; training goes through the public Python API.
+:mod:`trustpg.core.linalg` and :mod:`trustpg.core.rules`; training goes through the public Python API.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from trustpg.config.presets import preset_overrides
 from trustpg.core.distributions import kl
 from trustpg.core.linalg import flat_params, set_flat_params
-from trustpg.core.steps import PolicyBatch, StepStats, UpdateRule
+from trustpg.core.update import PolicyBatch, StepStats, UpdateRule
 
 #: Hopper-v5 for the experiments: the MuJoCo preset as the committed figures were made, with
 #: γ 0.99, a constant δ and 25 CG iterations. The preset now anneals δ (max_kl_final), which would
@@ -84,7 +84,7 @@ def exact_batch(probs: Tensor, rewards: Tensor) -> PolicyBatch:
 
     One row per action a (``probs`` = π_θ(a), shape ``[K]``), advantage K·π_θ(a)·r(a), so that
     mean_a[π_θ'(a)/π_θ(a) · K π_θ(a) r(a)] = Σ_a π_θ'(a) r(a): the surrogate of
-    :func:`trustpg.core.steps.surrogate` with the expectation over actions done in closed form.
+    :func:`trustpg.core.update.surrogate` with the expectation over actions done in closed form.
     Actions are the indices 0..K-1 as a ``[K, 1]`` float column (Bernoulli actions in {0, 1}).
     """
     k = probs.shape[0]
@@ -125,7 +125,7 @@ def train_curve(algo: str, env: str, steps: int, seed: int, **config: Any) -> li
     from trustpg.errors import TrainingFault
 
     factory = {"trpo": TRPO, "npg": NPG, "vpg": VPG}[algo]
-    rows: list[dict[str, Any]] = []
+    rows: list[Mapping[str, Any]] = []
     defaults = {"eval_episodes": 0, "tensorboard": False, "progress": False, "checkpoint_every": 0}
     agent = factory(env, seed=seed, **{**defaults, **config})
     stopped = 0

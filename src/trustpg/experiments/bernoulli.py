@@ -21,9 +21,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from trustpg.core.curvature import NaturalDirection
 from trustpg.core.distributions import Bernoulli, kl
 from trustpg.core.fisher import fisher_matrix
-from trustpg.core.steps import NPG, VPG, NaturalDirection, UpdateRule
+from trustpg.core.rules import NPG, VPG
+from trustpg.core.update import UpdateRule
 from trustpg.experiments._common import (
     check_budget,
     exact_batch,

@@ -29,8 +29,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from trustpg.core.curvature import NaturalDirection
 from trustpg.core.distributions import Categorical, DiagGaussian
-from trustpg.core.steps import NPG, VPG, NaturalDirection, PolicyBatch, UpdateRule
+from trustpg.core.rules import NPG, VPG
+from trustpg.core.update import PolicyBatch, UpdateRule
 from trustpg.experiments._common import (
     check_budget,
     exact_batch,

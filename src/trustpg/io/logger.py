@@ -5,20 +5,12 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from trustpg.config.train_config import usable_cores
-
-#: Columns of metrics.csv, in order; docs/usage.md explains each.
-COLUMNS = [
-    "update", "env_steps", "episodes", "mean_return", "mean_length",
-    "surrogate_before", "surrogate_after", "predicted_kl", "measured_kl",
-    "cg_residual", "cg_iterations", "backtracks", "grad_angle", "grad_norm", "step_norm",
-    "entropy", "value_loss_before", "value_loss", "skipped", "skip_reason",
-    "seconds", "wall_time", "steps_per_sec", "eval_return", "worker_restarts",
-]  # fmt: skip
-
+from trustpg.io.record import COLUMNS
 
 #: Packages whose versions decide a run's numbers (MuJoCo and Gymnasium releases change the
 #: simulation in the last bits, which moves a seeded run; docs/benchmarks.md).
@@ -48,6 +40,8 @@ class MetricsLogger:
         self.path = run_dir / "metrics.csv"
         run_dir.mkdir(parents=True, exist_ok=True)
         new_file = not (append and self.path.exists())
+        if not new_file:
+            _upgrade_header(self.path)
         self._file = open(self.path, "w" if new_file else "a", newline="")  # noqa: SIM115
         self._csv = csv.DictWriter(self._file, fieldnames=COLUMNS, extrasaction="raise")
         if new_file:
@@ -58,7 +52,7 @@ class MetricsLogger:
 
             self._tb = SummaryWriter(str(run_dir / "tb"))
 
-    def write(self, row: dict[str, Any]) -> None:
+    def write(self, row: Mapping[str, Any]) -> None:
         self._csv.writerow({k: _fmt(row.get(k, "")) for k in COLUMNS})
         self._file.flush()
         if self._tb is not None:
@@ -71,6 +65,23 @@ class MetricsLogger:
         self._file.close()
         if self._tb is not None:
             self._tb.close()
+
+
+def _upgrade_header(path: Path) -> None:
+    """Rewrite a metrics.csv written by a version with other columns (a run resumed after an
+    upgrade) to :data:`COLUMNS`, keeping every cell under its name (new columns empty; columns
+    this version no longer writes are dropped). Atomic; a no-op when the header matches."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or list(reader.fieldnames) == COLUMNS:
+            return
+        rows = list(reader)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore", restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
 
 
 def _fmt(v: Any) -> Any:

@@ -25,8 +25,8 @@ from trustpg.io.logger import MetricsLogger, drop_rows_after, software_versions
 from trustpg.io.progress import TrainProgress
 from trustpg.io.rundir import check_not_foreign, checkpoint_file, locked, write_json
 from trustpg.nets.policies import obs_dim
-from trustpg.train.callbacks import CallbackList
-from trustpg.train.trainer import Callback, Trainer, torch_threads
+from trustpg.train.callbacks import Callback, CallbackList
+from trustpg.train.trainer import Trainer, torch_threads
 
 log = logging.getLogger("trustpg")
 #: Steps after which evaluation cuts an episode of an env without a time limit (max_episode_steps).
@@ -81,7 +81,8 @@ class Agent:
     ) -> Agent:
         """Train for ``total_steps`` more environment steps.
 
-        ``callback(row)`` gets each update's metrics (a dict); returning False stops training.
+        ``callback(row)`` gets each update's :class:`~trustpg.io.record.UpdateRecord` (it reads like
+        a dict of the metrics.csv columns); returning False stops training.
         A list of callbacks runs in order (see :mod:`trustpg.train.callbacks`).
         With ``run_dir`` the run writes ``config.json``, ``metrics.csv``, TensorBoard events,
         checkpoints and, when the steps are done, ``summary.json`` there (so ``trustpg plot``,
@@ -132,7 +133,7 @@ class Agent:
                             logger.write(e.row)
                         raise
                     if c.eval_every and self.trainer.updates % c.eval_every == 0:
-                        row["eval_return"] = self._periodic_eval(out)
+                        row = row.replace(eval_return=self._periodic_eval(out))
                     if logger:
                         logger.write(row)
                     bar.update(row)

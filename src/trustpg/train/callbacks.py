@@ -1,7 +1,8 @@
 """Callbacks for :meth:`trustpg.Agent.learn`.
 
-A callback is any callable ``callback(row) -> bool | None``. ``row`` is the update's metrics
-as a dict (the columns of metrics.csv, docs/usage.md); returning ``False`` stops training after
+A callback is any callable ``callback(row) -> bool | None``. ``row`` is the update's
+:class:`~trustpg.io.record.UpdateRecord`, which reads like a dict of the columns of metrics.csv
+(``row["mean_return"]``, docs/usage.md); returning ``False`` stops training after
 that update (the final checkpoint is still written). ``learn`` also accepts a list of callbacks,
 which run in order and stop training if any of them returns False.
 
@@ -12,10 +13,11 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-Row = dict[str, Any]
+#: An update's record (:class:`trustpg.io.record.UpdateRecord`) or any mapping of its columns.
+Row = Mapping[str, Any]
 Callback = Callable[[Row], "bool | None"]
 
 

@@ -25,6 +25,7 @@ from trustpg.envs.source import EnvSource
 from trustpg.errors import CheckpointError, TrainingFault
 from trustpg.io.checkpoint import optimizer_from, optimizer_state, prefixed, unprefixed
 from trustpg.io.memory import check_memory
+from trustpg.io.record import UpdateRecord
 from trustpg.nets.policies import Critic, action_kind, make_actor, obs_dim
 from trustpg.sampling.distributed import RayCollector
 from trustpg.sampling.protocol import Sampler
@@ -175,15 +176,17 @@ class Trainer:
             self.collector = None
 
     # -- one update -------------------------------------------------------------------------
-    def iterate(self) -> dict[str, Any]:
-        """Collect one batch and update actor and critic; returns the metrics row."""
+    def iterate(self) -> UpdateRecord:
+        """Collect one batch and update actor and critic; returns what the update did and cost."""
         c = self.config
-        t0 = time.perf_counter()
+        clock = _Clock()
         # The previous batch's critic fit may overlap this collection: the sampler waits for it
         # (critic_fit.finish) before it first uses the critic.
         sampler = self._ensure_collector()
-        batch = sampler.collect(self.actor, self.critic, c.steps_per_env, self.critic_fit.finish)
-        self.critic_fit.finish()
+        wait = clock.timed(self.critic_fit.finish, "critic_wait")
+        with clock.phase("collect"):
+            batch = sampler.collect(self.actor, self.critic, c.steps_per_env, wait)
+        wait()
         vl_before, vl_after = self.critic_fit.take_losses()
         adv, returns = gae(
             batch.rewards, batch.values, batch.next_values, batch.terminated, batch.truncated,
@@ -197,24 +200,25 @@ class Trainer:
         rule = self.rule
         if c.max_kl_final is not None:  # the annealed budget; rules without one ignore it
             rule = rule.with_kl_budget(kl_budget(c.max_kl, c.max_kl_final, self.env_steps, c.steps))
-        with torch_threads(self.update_threads):  # the critic fit only starts after the update
+        # The critic fit only starts after the update, so the update may use both threads.
+        with clock.phase("update"), torch_threads(self.update_threads):
             stats = rule.update(self.actor, PolicyBatch(obs, actions, policy_adv))
         stats = self._keep_finite(theta, stats)
         self.critic_fit.start(obs, returns.reshape(-1))
-        seconds = time.perf_counter() - t0
+        seconds = clock.elapsed()
         self.updates += 1
         self.env_steps += c.batch_size
         self.episodes += len(batch.episode_returns)
         self.wall_time += seconds
         self.skips_in_row = self.skips_in_row + 1 if stats.skipped else 0
-        row = _row(self, stats, batch, vl_before, vl_after, seconds)
+        record = _record(self, stats, batch, (vl_before, vl_after), seconds, clock.spent)
         if self.skips_in_row >= c.max_consecutive_skips:
             raise TrainingFault(
                 f"{self.skips_in_row} updates in a row were skipped (last: {stats.skip_reason}); "
                 "stopping. Try a larger damping, a smaller max_kl or check the environment's rewards.",
-                row,
+                record,
             )
-        return row
+        return record
 
     def _keep_finite(self, theta: Tensor, stats: StepStats) -> StepStats:
         """Never keep NaN/inf actor parameters: the update rules restore θ themselves; this is the
@@ -325,25 +329,51 @@ def _finite_or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _row(
-    t: Trainer, s: StepStats, batch: Batch, vl_before: float, vl_after: float, seconds: float
-) -> dict[str, Any]:
+class _Clock:
+    """Seconds of one update, in total and by phase (``collect``, ``update``, ``critic_wait``)."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.spent: dict[str, float] = {}
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.spent[name] = self.spent.get(name, 0.0) + time.perf_counter() - t
+
+    def timed(self, fn: Callable[[], None], name: str) -> Callable[[], None]:
+        def run() -> None:
+            with self.phase(name):
+                fn()
+
+        return run
+
+
+def _record(
+    t: Trainer, s: StepStats, batch: Batch, value_losses: tuple[float, float], seconds: float,
+    spent: dict[str, float],
+) -> UpdateRecord:  # fmt: skip
     rets, lens = batch.episode_returns, batch.episode_lengths
-    return {
-        "update": t.updates, "env_steps": t.env_steps, "episodes": t.episodes,
-        "mean_return": float(np.mean(rets)) if rets else math.nan,
-        "mean_length": float(np.mean(lens)) if lens else math.nan,
-        "surrogate_before": s.surrogate_before, "surrogate_after": s.surrogate_after,
-        "predicted_kl": s.predicted_kl, "measured_kl": s.measured_kl,
-        "cg_residual": s.cg_residual, "cg_iterations": s.cg_iterations,
-        "backtracks": s.backtracks, "grad_angle": s.grad_angle, "grad_norm": s.grad_norm,
-        "step_norm": s.step_norm, "entropy": s.entropy,
-        "value_loss_before": vl_before, "value_loss": vl_after,
-        "skipped": int(s.skipped), "skip_reason": s.skip_reason,
-        "seconds": seconds, "wall_time": t.wall_time,
-        "steps_per_sec": t.config.batch_size / seconds if seconds > 0 else math.nan,
-        "eval_return": math.nan, "worker_restarts": t.worker_restarts,
-    }  # fmt: skip
-
-
-Callback = Callable[[dict[str, Any]], bool | None]
+    return UpdateRecord(
+        update=t.updates, env_steps=t.env_steps, episodes=t.episodes,
+        mean_return=float(np.mean(rets)) if rets else math.nan,
+        mean_length=float(np.mean(lens)) if lens else math.nan,
+        surrogate_before=s.surrogate_before, surrogate_after=s.surrogate_after,
+        predicted_kl=s.predicted_kl, measured_kl=s.measured_kl,
+        cg_residual=s.cg_residual, cg_iterations=s.cg_iterations,
+        backtracks=s.backtracks, grad_angle=s.grad_angle, grad_norm=s.grad_norm,
+        step_norm=s.step_norm, entropy=s.entropy,
+        value_loss_before=value_losses[0], value_loss=value_losses[1],
+        skipped=int(s.skipped), skip_reason=s.skip_reason,  # type: ignore[arg-type]
+        seconds=seconds, collect_seconds=spent.get("collect", 0.0),
+        update_seconds=spent.get("update", 0.0), critic_wait_seconds=spent.get("critic_wait", 0.0),
+        wall_time=t.wall_time,
+        steps_per_sec=t.config.batch_size / seconds if seconds > 0 else math.nan,
+        eval_return=math.nan, worker_restarts=t.worker_restarts,
+    )  # fmt: skip
