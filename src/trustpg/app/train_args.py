@@ -25,7 +25,7 @@ from trustpg.errors import UserError
 MAX_CONFIG_BYTES = 1 << 20
 
 
-def _load_config_file(path: Path) -> dict[str, Any]:
+def load_config_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"--config {path}: no such file")
     if path.stat().st_size > MAX_CONFIG_BYTES:
@@ -67,7 +67,7 @@ def parse_train_args(argv: list[str]) -> tuple[TrainConfig, Path | None]:
 
         base = dict(saved_config(known.resume))
     if known.config is not None:
-        base.update(_load_config_file(known.config))
+        base.update(load_config_file(known.config))
     if known.preset is not None:
         env = _peek_env(rest) or base.get("env", TrainConfig.env)
         base = {**preset_overrides(known.preset, env), **base}
