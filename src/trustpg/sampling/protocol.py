@@ -19,6 +19,9 @@ class Sampler(Protocol):
 
     #: Rollout workers restarted so far after they died (0 for a sampler without workers).
     restarts: int
+    #: Seconds of the last ``collect`` by phase, for benchmarks (e.g. the Ray sampler's
+    #: ``broadcast``, ``sampling``, ``transfer``, ``merge``); empty if the sampler measures none.
+    timings: dict[str, float]
 
     def collect(
         self, actor: nn.Module, critic: nn.Module, steps: int,

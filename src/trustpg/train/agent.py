@@ -25,6 +25,7 @@ from trustpg.io.logger import MetricsLogger, drop_rows_after, software_versions
 from trustpg.io.progress import TrainProgress
 from trustpg.io.rundir import check_not_foreign, checkpoint_file, locked, write_json
 from trustpg.nets.policies import obs_dim
+from trustpg.sampling.protocol import Sampler
 from trustpg.train.callbacks import Callback, CallbackList
 from trustpg.train.trainer import Trainer, torch_threads
 
@@ -70,6 +71,18 @@ class Agent:
     @property
     def num_timesteps(self) -> int:
         return self.trainer.env_steps
+
+    def prepare(self) -> Agent:
+        """Make the envs (or Ray workers) and start the critic worker now instead of in the first
+        update, e.g. to time training from its first step (benchmarks/throughput.py)."""
+        self.trainer.prepare()
+        return self
+
+    @property
+    def sampler(self) -> Sampler | None:
+        """What collects this agent's batches (None before :meth:`prepare` or the first update);
+        its ``timings`` break the last collection's seconds down (benchmarks/scaling.py)."""
+        return self.trainer.collector
 
     def learn(
         self,
