@@ -78,6 +78,18 @@ class UpdateRecord(Mapping[str, Any]):
     grad_norm: float = _col("‖g‖, the norm of the policy gradient")
     step_norm: float = _col("‖x‖, the norm of the parameter step actually taken")
     entropy: float = _col("mean entropy of the policy on the batch (before the step)")
+    kl_max: float = _col(
+        "max over the batch's states of KL(π_old ‖ π_new) after the step (what `--kl max` keeps "
+        "≤ `max_kl`)"
+    )
+    kl_reverse: float = _col(
+        "E_s[KL(π_new ‖ π_old)] after the step, the reverse direction (what `--kl reverse` keeps "
+        "≤ `max_kl`)"
+    )
+    ng_angle: float = _col(
+        "angle in degrees between the curvature back end's direction and the exact natural "
+        "gradient (CG to convergence on `ng_angle_states` states); empty for `--curvature cg`"
+    )
     value_loss_before: float = _col(
         "critic mean squared error against the returns, before fitting. The critic fit on batch k "
         "runs between update k and the values of batch k+1 (in a child process or thread while "
@@ -97,6 +109,11 @@ class UpdateRecord(Mapping[str, Any]):
     )
     update_seconds: float = _col(
         "of `seconds`, those spent in the policy update (gradient, direction, step)", timing=True
+    )
+    solve_seconds: float = _col(
+        "of `update_seconds`, those the curvature back end took for the direction g̃ and g̃ᵀFg̃ "
+        "(not the `ng_angle` diagnostic)",
+        timing=True,
     )
     critic_wait_seconds: float = _col(
         "seconds this update waited for the previous batch's critic fit (0 when the fit was "

@@ -17,10 +17,13 @@ from torch import Tensor, nn
 
 from trustpg.config.train_config import TrainConfig, usable_cores
 from trustpg.core.advantages import gae, normalize
+from trustpg.core.curvature import DiagonalDirection, Direction, EmpiricalDirection, NaturalDirection
+from trustpg.core.kfac import KFACDirection
 from trustpg.core.linalg import flat_params, set_flat_params
 from trustpg.core.moments import RunningMeanStd
 from trustpg.core.optim import Adam
-from trustpg.core.steps import NPG, TRPO, VPG, NaturalDirection, PolicyBatch, StepStats, UpdateRule, kl_budget
+from trustpg.core.rules import NPG, TRPO, VPG
+from trustpg.core.update import PolicyBatch, StepStats, UpdateRule, kl_budget
 from trustpg.envs.source import EnvSource
 from trustpg.errors import CheckpointError, TrainingFault
 from trustpg.io.checkpoint import optimizer_from, optimizer_state, prefixed, unprefixed
@@ -55,16 +58,28 @@ def update_thread_count(requested: int) -> int:
 
 def make_rule(c: TrainConfig) -> UpdateRule:
     """The update rule a config asks for."""
-    # The generic analytic FVP for every policy (a hand-written one for the default MLP bought
-    # ~2 % end to end on Hopper and was deleted, DESIGN §5 and docs/performance.md).
-    direction = NaturalDirection(c.damping, c.cg_iters, c.cg_tol, c.fvp_method, c.fvp_stride)
+    direction = make_direction(c)
     if c.algo == "trpo":
-        return TRPO(c.max_kl, direction, c.backtrack_ratio, c.max_backtracks)
+        return TRPO(c.max_kl, direction, c.backtrack_ratio, c.max_backtracks, c.kl)
     if c.algo == "npg":
         if c.npg_step_size is None:
             return NPG(max_kl=c.max_kl, direction=direction)
         return NPG(step_size=c.npg_step_size, max_kl=None, direction=direction)
     return VPG(c.vpg_lr, c.vpg_optimizer)
+
+
+def make_direction(c: TrainConfig) -> Direction:
+    """The curvature back end a config asks for (``curvature``)."""
+    k, angle = c.fvp_stride, c.ng_angle_states
+    if c.curvature == "kfac":
+        return KFACDirection(c.damping, c.kfac_decay, k, angle, seed=c.seed)
+    if c.curvature == "diagonal":
+        return DiagonalDirection(c.damping, k, angle)
+    if c.curvature == "empirical":
+        return EmpiricalDirection(c.damping, c.cg_iters, c.cg_tol, k, angle)
+    # The generic analytic FVP for every policy (a hand-written one for the default MLP bought
+    # ~2 % end to end on Hopper and was deleted, DESIGN §5 and docs/performance.md).
+    return NaturalDirection(c.damping, c.cg_iters, c.cg_tol, c.fvp_method, k)
 
 
 def env_spaces(c: TrainConfig) -> tuple[gym.Space, gym.Space]:
@@ -368,11 +383,12 @@ def _record(
         predicted_kl=s.predicted_kl, measured_kl=s.measured_kl,
         cg_residual=s.cg_residual, cg_iterations=s.cg_iterations,
         backtracks=s.backtracks, grad_angle=s.grad_angle, grad_norm=s.grad_norm,
-        step_norm=s.step_norm, entropy=s.entropy,
-        value_loss_before=value_losses[0], value_loss=value_losses[1],
+        step_norm=s.step_norm, entropy=s.entropy, kl_max=s.kl_max, kl_reverse=s.kl_reverse,
+        ng_angle=s.ng_angle, value_loss_before=value_losses[0], value_loss=value_losses[1],
         skipped=int(s.skipped), skip_reason=s.skip_reason,  # type: ignore[arg-type]
         seconds=seconds, collect_seconds=spent.get("collect", 0.0),
-        update_seconds=spent.get("update", 0.0), critic_wait_seconds=spent.get("critic_wait", 0.0),
+        update_seconds=spent.get("update", 0.0), solve_seconds=s.solve_seconds,
+        critic_wait_seconds=spent.get("critic_wait", 0.0),
         wall_time=t.wall_time,
         steps_per_sec=t.config.batch_size / seconds if seconds > 0 else math.nan,
         eval_return=math.nan, worker_restarts=t.worker_restarts,
