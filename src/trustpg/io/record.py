@@ -79,12 +79,10 @@ class UpdateRecord(Mapping[str, Any]):
     step_norm: float = _col("‖x‖, the norm of the parameter step actually taken")
     entropy: float = _col("mean entropy of the policy on the batch (before the step)")
     kl_max: float = _col(
-        "max over the batch's states of KL(π_old ‖ π_new) after the step (what `--kl max` keeps "
-        "≤ `max_kl`)"
+        "max over the batch's states of KL(π_old ‖ π_new) after the step (what `--kl max` keeps ≤ `max_kl`)"
     )
     kl_reverse: float = _col(
-        "E_s[KL(π_new ‖ π_old)] after the step, the reverse direction (what `--kl reverse` keeps "
-        "≤ `max_kl`)"
+        "E_s[KL(π_new ‖ π_old)] after the step, the reverse direction (what `--kl reverse` keeps ≤ `max_kl`)"
     )
     ng_angle: float = _col(
         "angle in degrees between the curvature back end's direction and the exact natural "
