@@ -1,4 +1,4 @@
-"""Where the wall time of training goes, per env step, without profiler overhead.
+"""Where the wall time of training goes, per env step, from the phase timings every update records.
 
     python benchmarks/phases.py --env Hopper-v5 --steps 20480
     python benchmarks/phases.py --env Hopper-v5 --critic thread      # or: sequential
@@ -6,10 +6,13 @@
     python benchmarks/phases.py --env Hopper-v5 --cg-iters 10
     python benchmarks/phases.py --env Hopper-v5 --label after   # also appends to results/phases.json
 
-Trains TRPO with the MuJoCo preset (after a 4,096-step warm-up), timing the phases by wrapping
-them, then steps the same vector env with random actions (the raw limit of
-benchmarks/throughput.py). Prints µs per env step of each phase and the ratio to raw. The
-phases nest: collection contains env stepping, action sampling and the wait for the critic.
+Trains TRPO with the MuJoCo preset (after a 4,096-step warm-up) and sums the phase columns of
+the updates' records (``collect_seconds``, ``critic_wait_seconds``, ``update_seconds``; nothing is
+wrapped or patched), then steps the same vector env with random actions (the raw limit of
+benchmarks/throughput.py). Prints µs per env step of each phase and the ratio to raw. Collection
+contains the wait for the critic that happens inside it. (Results recorded before 2026-12-02 also
+split collection into env stepping and action sampling by wrapping those methods; the records do
+not, and the raw stepping line below stands for the env's share.)
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,24 +29,13 @@ from throughput import _raw  # type: ignore[import-not-found]  # benchmarks/thro
 
 import trustpg
 from trustpg import TRPO
-from trustpg.accel import fast_actor
 from trustpg.config.presets import preset_overrides
-from trustpg.core import rules as steps
-from trustpg.sampling import rollout
-from trustpg.train import value
 
-
-def _timed(owner: Any, name: str, key: str, totals: dict[str, float]) -> None:
-    f: Callable[..., Any] = getattr(owner, name)
-
-    def wrapper(*args: Any, **kw: Any) -> Any:
-        t = time.perf_counter()
-        try:
-            return f(*args, **kw)
-        finally:
-            totals[key] = totals.get(key, 0.0) + time.perf_counter() - t
-
-    setattr(owner, name, wrapper)
+PHASES = {
+    "collection": "collect_seconds",
+    "  waiting for the critic fit": "critic_wait_seconds",
+    "policy update": "update_seconds",
+}
 
 
 def main() -> None:
@@ -62,18 +54,16 @@ def main() -> None:
                 progress=False)  # fmt: skip
     if args.cg_iters is not None:
         over["cg_iters"] = args.cg_iters
-    totals: dict[str, float] = {}
-    _timed(rollout.Collector, "collect", "collection", totals)
-    _timed(fast_actor.NumpyActor, "sample", "  action sampling", totals)
-    _timed(value.CriticFitter, "finish", "  waiting for the critic fit", totals)
-    _timed(steps.TRPO, "update", "policy update", totals)
     agent = TRPO(args.env, seed=0, **over)
-    agent.learn(4096)
-    assert agent.trainer.collector is not None
-    _timed(agent.trainer.collector.env, "step", "  env stepping", totals)
-    totals.clear()
+    agent.learn(4096)  # warm-up: envs, the critic worker, first resets
+    totals: dict[str, float] = {}
+
+    def add(record: Mapping[str, Any]) -> None:
+        for key, column in PHASES.items():
+            totals[key] = totals.get(key, 0.0) + float(record[column])
+
     t = time.perf_counter()
-    agent.learn(args.steps)
+    agent.learn(args.steps, callback=add)
     total = time.perf_counter() - t
     agent.close()
     n = over["num_envs"]
@@ -82,12 +72,11 @@ def main() -> None:
     rates = f"{args.steps / total:.0f} steps/s, raw {args.steps / raw_s:.0f} steps/s"
     print(f"{args.env}, {n} envs, critic {args.critic}, fvp_stride {args.fvp_stride}, "
           f"cg_iters {agent.config.cg_iters}, "
-          f"update threads {agent.trainer.update_threads}: {rates}, "
+          f"update threads {args.update_threads}: {rates}, "
           f"ratio {raw_s / total:.2f}")  # fmt: skip
     print("| phase | µs per env step | share |\n|---|---|---|")
     print(f"| total | {total * us:.1f} | 100% |")
-    for key in ("collection", "  env stepping", "  action sampling", "  waiting for the critic fit",
-                "policy update"):  # fmt: skip
+    for key in PHASES:
         print(f"| {key} | {totals.get(key, 0.0) * us:.1f} | {totals.get(key, 0.0) / total:.0%} |")
     print(f"| raw random-action stepping | {raw_s * us:.1f} | |")
     if args.label is not None:

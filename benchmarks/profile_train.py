@@ -24,7 +24,7 @@ PHASES = {
     "  MuJoCo physics (mj_step)": "mj_step",
     "  action sampling (NumpyActor.sample)": "fast_actor.py:{sample}",
     "  waiting for the critic fit (CriticFitter.finish)": "value.py:{finish}",
-    "policy update (rule.update)": "steps.py:{update}",
+    "policy update (rule.update)": "rules.py:{update}",
     "  Fisher-vector products": "fisher.py:{fvp}",
     "critic fitting in this thread (fit_value; 0 when it overlaps)": "value.py:{fit_value}",
 }

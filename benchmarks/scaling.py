@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import statistics
-import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scaling.json"
@@ -53,56 +52,48 @@ def _nbytes(tree) -> int:
     return 0
 
 
+def _batch_bytes(agent, steps_per_env: int) -> int:
+    """Bytes of one collected batch as the learner receives it: observations, actions, rewards,
+    values and next values (float32), terminated and truncated (bool), per env step."""
+    import numpy as np
+
+    obs = int(np.prod(agent.observation_space.shape))
+    act = int(np.prod(agent.action_space.shape or (1,)))
+    return agent.config.num_envs * steps_per_env * (4 * (obs + act + 3) + 2)
+
+
 def measure(env: str, workers: int, iters: int, steps_per_env: int) -> dict:
-    import trustpg.train.value
-    from trustpg.train.trainer import Trainer
+    """Median costs of one update with ``workers`` Ray workers, from the update records (phase
+    seconds) and the sampler's own breakdown (``Agent.sampler.timings``); nothing is patched."""
+    from trustpg.train.agent import Agent
 
-    trainer = Trainer(_config(env, workers, steps_per_env))
-    fit = trustpg.train.value.fit_value
-    spent: dict[str, float] = {}
-
-    def timed_fit(*args, **kwargs):
-        t = time.perf_counter()
-        out = fit(*args, **kwargs)
-        spent["critic_fit"] = time.perf_counter() - t
-        return out
-
-    trustpg.train.value.fit_value = timed_fit
+    agent = Agent(_config(env, workers, steps_per_env)).prepare()
     rows: list[dict[str, float]] = []
+
+    def keep(record) -> None:
+        if record["update"] == 1:
+            return  # warm-up: actor start-up, first reset
+        # Without overlap (workers > 0) the critic fit runs while the update waits for it.
+        r = {"total": record["seconds"], "update": record["seconds"] - record["collect_seconds"],
+             "critic_fit": record["critic_wait_seconds"]}  # fmt: skip
+        r.update(agent.sampler.timings if workers else {
+            "sampling": record["collect_seconds"] - record["critic_wait_seconds"],
+            "broadcast": 0.0, "transfer": 0.0, "merge": 0.0,
+        })  # fmt: skip
+        rows.append(r)
+
     try:
-        col = trainer._ensure_collector()
-        inner = col.collect
-
-        def timed(actor, critic, steps):
-            t = time.perf_counter()
-            batch = inner(actor, critic, steps)
-            spent["collect"] = time.perf_counter() - t
-            spent["batch_bytes"] = sum(_nbytes(getattr(batch, f)) for f in batch.__dataclass_fields__)
-            return batch
-
-        col.collect = timed
-        for i in range(iters + 1):
-            t = time.perf_counter()
-            trainer.iterate()
-            total = time.perf_counter() - t
-            if i == 0:
-                continue  # warm-up: actor start-up, first reset
-            r = {"total": total, "update": total - spent["collect"], "critic_fit": spent["critic_fit"]}
-            r["batch_bytes"] = spent["batch_bytes"]
-            if workers:
-                r.update(col.timings)
-            else:
-                r.update(sampling=spent["collect"], broadcast=0.0, transfer=0.0, merge=0.0)
-            rows.append(r)
-        weights = {**trainer.actor.state_dict(), **trainer.critic.state_dict()}
+        agent.learn(agent.config.batch_size * (iters + 1), callback=keep, progress=False)
+        weights = {**agent.policy.state_dict(), **agent.critic.state_dict()}
+        batch_bytes = _batch_bytes(agent, steps_per_env)
     finally:
-        trainer.close()
-        trustpg.train.value.fit_value = fit
+        agent.close()
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-    batch = trainer.config.batch_size
+    batch = agent.config.batch_size
     med.update(
-        workers=workers, batch=batch, steps_per_sec=batch / med["total"], weight_bytes=_nbytes(weights)
-    )
+        workers=workers, batch=batch, steps_per_sec=batch / med["total"], weight_bytes=_nbytes(weights),
+        batch_bytes=batch_bytes,
+    )  # fmt: skip
     return med
 
 

@@ -70,10 +70,9 @@ def _trustpg(env_id: str, num_envs: int, steps: int, vectorization: str, update_
     if vectorization == "envpool":
         import envpool  # noqa: F401  (~1 s once per process, as gymnasium's imports above: not timed)
     agent = TRPO(env_id, seed=0, **preset)
-    agent.trainer.prepare()  # envs made and the critic worker started before timing, as for sb3
+    agent.prepare()  # envs made and the critic worker started before timing, as for sb3
     t = time.perf_counter()
-    agent.learn(steps, progress=False)
-    agent.trainer.critic_fit.finish()  # the last batch's critic fit counts too
+    agent.learn(steps, progress=False)  # returns after the last batch's critic fit, which counts too
     dt = time.perf_counter() - t
     done = agent.num_timesteps
     agent.close()
