@@ -69,6 +69,20 @@ class Agent:
         return self.trainer.actor
 
     @property
+    def critic(self) -> nn.Module:
+        """The value function V(s) (on normalised observations, as the policy)."""
+        return self.trainer.critic
+
+    @property
+    def observation_space(self) -> gym.Space:
+        """One env's observation space as the policy sees it (flattened)."""
+        return self.trainer.observation_space
+
+    @property
+    def action_space(self) -> gym.Space:
+        return self.trainer.action_space
+
+    @property
     def num_timesteps(self) -> int:
         return self.trainer.env_steps
 
