@@ -19,6 +19,7 @@ EXPERIMENTS: dict[str, str] = {
     "stepsize-raw": "trustpg.experiments.stepsize_raw",
     "why-constraint": "trustpg.experiments.why_constraint",
     "angle": "trustpg.experiments.angle",
+    "curvature": "trustpg.experiments.curvature",
 }
 DESCRIPTIONS = {
     "bernoulli": "the seed's F(θ) = 1/θ + 1/(1−θ) three ways; vanilla vs natural steps across θ",
@@ -27,7 +28,11 @@ DESCRIPTIONS = {
     "stepsize-raw": "the same sweep without advantage/reward normalisation (task scale left in)",
     "why-constraint": "large unconstrained natural steps vs TRPO: KL per update, catastrophic drops",
     "angle": "angle between natural and vanilla gradient, predicted vs measured KL, in training",
+    "curvature": "TRPO with cg / kfac / diagonal / empirical Fisher, and mean vs max KL: return, "
+    "cost, angle to the exact natural gradient",
 }
+#: Options only some experiments take (passed to their ``run`` only when given).
+_LIST_OPTIONS = ("envs", "variants", "seeds")
 
 
 def run_experiment(argv: list[str]) -> int:
@@ -42,14 +47,28 @@ def run_experiment(argv: list[str]) -> int:
     p.add_argument("name", help="experiment name (underscores work too)")
     p.add_argument("--out", type=Path, default=None, help="output directory (default experiments/NAME)")
     p.add_argument("--smoke", action="store_true", help="tiny budget: checks it runs, numbers mean little")
+    p.add_argument("--envs", default=None, help="comma-separated env ids (experiments that take them)")
+    p.add_argument("--variants", default=None, help="comma-separated variants (curvature)")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds (curvature)")
+    p.add_argument("--steps", type=int, default=None, help="env steps per run (curvature)")
     args = p.parse_args(argv)
+    extra: dict[str, object] = {}
+    for key in _LIST_OPTIONS:
+        value = getattr(args, key)
+        if value is not None:
+            items = [v.strip() for v in value.split(",") if v.strip()]
+            extra[key] = [int(v) for v in items] if key == "seeds" else items
+    if args.steps is not None:
+        extra["steps"] = args.steps
     name = args.name.replace("_", "-")
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {args.name!r}; choose from {', '.join(EXPERIMENTS)}")
     out = args.out if args.out is not None else Path("experiments") / name
     module = importlib.import_module(EXPERIMENTS[name])
     t0 = time.perf_counter()
-    paths = module.run(out, budget="smoke" if args.smoke else "full")
+    if extra and "envs" not in (module.run.__kwdefaults__ or {}):
+        raise ValueError(f"experiment {name} takes no --envs/--variants/--seeds/--steps")
+    paths = module.run(out, budget="smoke" if args.smoke else "full", **extra)
     kind = "smoke" if args.smoke else "full"
     print(f"experiment {name} ({kind}) took {time.perf_counter() - t0:.1f} s, wrote:")
     for path in paths:

@@ -1,0 +1,155 @@
+"""Answering the seed's limitation of NPG ("computing the Fisher information matrix; costly to
+invert"): TRPO with each curvature back end, and with mean vs max KL as the constraint.
+
+Per (env, variant, seed) one training run in ``OUT/runs/ENV/VARIANT/sSEED`` (``metrics.csv``,
+``config.json``, ``summary.json`` and ``eval.json``: the deterministic return of the final policy
+over 10 episodes). A finished run (``eval.json`` present) is not trained again, so the experiment
+can be stopped and rerun, and run piecewise (``--envs``, ``--variants``, ``--seeds``). Then, from
+every finished run: ``results.md``/``results.csv`` (final return, cost of the direction solve and
+its ratio to cg's, angle to the exact natural gradient, KLs, skipped updates) and figures
+(learning curves, solve seconds).
+
+Run: ``trustpg experiment curvature --out bench-runs/curvature [--envs Hopper-v5,CartPole-v1]
+[--variants cg,kfac] [--seeds 0,1,2] [--steps N]``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from trustpg.config.presets import preset_overrides
+from trustpg.experiments._common import check_budget, markdown_table, save_figure, write_csv
+
+#: variant → TrainConfig overrides (TRPO throughout).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "cg": {"curvature": "cg"},
+    "kfac": {"curvature": "kfac"},
+    "diagonal": {"curvature": "diagonal"},
+    "empirical": {"curvature": "empirical"},
+    "cg-maxkl": {"curvature": "cg", "kl": "max"},
+    "kfac-maxkl": {"curvature": "kfac", "kl": "max"},
+}
+#: env → (preset, steps of the full budget).
+ENVS: dict[str, tuple[str, int]] = {
+    "CartPole-v1": ("classic", 100_000),
+    "Hopper-v5": ("mujoco", 1_000_000),
+    "HalfCheetah-v5": ("mujoco", 1_000_000),
+    "Walker2d-v5": ("mujoco", 1_000_000),
+}
+SMOKE_STEPS = 1024
+EVAL_EPISODES = 10
+
+
+def run_one(out: Path, env: str, variant: str, seed: int, steps: int, smoke: bool) -> Path:
+    """Train one run into ``out/runs/env/variant/sSEED`` (unless it is finished) and evaluate it."""
+    from trustpg import TRPO, Agent
+    from trustpg.io.rundir import checkpoint_file
+
+    run = out / "runs" / env / variant / f"s{seed}"
+    if (run / "eval.json").is_file():
+        return run
+    preset, _ = ENVS.get(env, ("classic", 0))
+    config: dict[str, Any] = {**preset_overrides(preset, env), **VARIANTS[variant]}
+    config.update(steps=steps, seed=seed, progress=False, tensorboard=False, eval_episodes=0)
+    if smoke:
+        config.update(num_envs=2, steps_per_env=64, ng_angle_states=64)
+    if checkpoint_file(run).is_file():  # an interrupted run: continue it
+        agent = Agent.load(checkpoint_file(run))
+        agent.learn(max(steps - agent.num_timesteps, 0), run_dir=run)
+    else:
+        agent = TRPO(env, **config)
+        agent.learn(steps, run_dir=run)
+    mean, std, returns = agent.evaluate(1 if smoke else EVAL_EPISODES, seed=10_000 + seed)
+    agent.close()
+    (run / "eval.json").write_text(json.dumps({"mean": mean, "std": std, "returns": returns}))
+    return run
+
+
+def _median(rows: list[dict[str, Any]], key: str) -> float:
+    v = np.array([float(r[key]) for r in rows if not r["skipped"]], dtype=float)
+    v = v[np.isfinite(v)]
+    return float(np.median(v)) if v.size else math.nan
+
+
+def summarize(out: Path) -> list[dict[str, Any]]:
+    """One row per (env, variant) over its finished seeds."""
+    from trustpg.io.logger import read_metrics
+
+    table = []
+    for env_dir in sorted((out / "runs").glob("*")):
+        cg_solve = math.nan
+        for variant in VARIANTS:
+            runs = sorted(p for p in (env_dir / variant).glob("s*") if (p / "eval.json").is_file())
+            if not runs:
+                continue
+            evals = [json.loads((p / "eval.json").read_text())["mean"] for p in runs]
+            rows = [r for p in runs for r in read_metrics(p / "metrics.csv")]
+            solve = _median(rows, "solve_seconds")
+            if variant == "cg":
+                cg_solve = solve
+            table.append({
+                "env": env_dir.name, "variant": variant, "seeds": len(runs),
+                "env_steps": int(max(float(r["env_steps"]) for r in rows)),
+                "final_return": float(np.mean(evals)), "final_std": float(np.std(evals)),
+                "per_seed": " ".join(f"{e:.0f}" for e in evals),
+                "solve_s": solve, "solve_vs_cg": solve / cg_solve if cg_solve > 0 else math.nan,
+                "update_s": _median(rows, "update_seconds"),
+                "ng_angle": _median(rows, "ng_angle"), "grad_angle": _median(rows, "grad_angle"),
+                "mean_kl": _median(rows, "measured_kl"), "max_kl": _median(rows, "kl_max"),
+                "reverse_kl": _median(rows, "kl_reverse"), "backtracks": _median(rows, "backtracks"),
+                "skipped": float(np.mean([float(r["skipped"]) for r in rows])),
+            })  # fmt: skip
+    return table
+
+
+def _curves(out: Path) -> list[Path]:
+    from trustpg.io.logger import read_metrics
+
+    paths = []
+    for env_dir in sorted((out / "runs").glob("*")):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for variant in VARIANTS:
+            runs = sorted(p for p in (env_dir / variant).glob("s*") if (p / "eval.json").is_file())
+            for i, p in enumerate(runs):
+                rows = read_metrics(p / "metrics.csv")
+                x = [float(r["env_steps"]) for r in rows]
+                y = np.array([float(r["mean_return"]) for r in rows], dtype=float)
+                ok = np.isfinite(y)
+                color = f"C{list(VARIANTS).index(variant)}"
+                ax.plot(np.array(x)[ok], y[ok], color=color, alpha=0.6, label=variant if i == 0 else None)
+        ax.set_title(f"{env_dir.name}: TRPO by curvature back end")
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("training episode return")
+        ax.legend(fontsize=8)
+        paths.append(save_figure(fig, out / f"curves_{env_dir.name}.png"))
+    return paths
+
+
+def run(
+    out: Path, budget: str = "full", *, envs: list[str] | None = None,
+    variants: list[str] | None = None, seeds: list[int] | None = None, steps: int | None = None,
+) -> list[Path]:  # fmt: skip
+    """Train the runs not yet finished, then write the tables and figures from all finished runs."""
+    smoke = check_budget(budget) == "smoke"
+    envs = envs or (["CartPole-v1"] if smoke else list(ENVS))
+    variants = variants or (["cg", "kfac"] if smoke else list(VARIANTS))
+    seeds = seeds if seeds is not None else ([0] if smoke else [0, 1, 2])
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
+    for env in envs:
+        n = steps if steps is not None else (SMOKE_STEPS if smoke else ENVS.get(env, ("", 100_000))[1])
+        for variant in variants:
+            for seed in seeds:
+                run_one(out, env, variant, seed, n, smoke)
+    table = summarize(out)
+    paths = [write_csv(table, out / "results.csv")]
+    (out / "results.md").write_text(markdown_table(table, digits=3))
+    paths.append(out / "results.md")
+    return paths + _curves(out)
