@@ -34,6 +34,7 @@ class NumpyActor:
         if why := _unsupported(spec):
             raise ValueError(f"NumpyActor cannot sample this actor: {why}")
         self.kind, self.nvec, self.activation, self.alpha = spec.head, spec.nvec, spec.activation, spec.alpha
+        self.mask_dim = spec.mask_dim
         self.layers = [
             (np.ascontiguousarray(w.detach().numpy().T), b.detach().numpy().copy()) for w, b in spec.layers()
         ]
@@ -69,6 +70,8 @@ class NumpyActor:
         if self.kind == "bernoulli":
             u = self._draw(out.shape, generator, "uniform")
             return (u < 1.0 / (1.0 + np.exp(-out))).astype(np.float32)
+        if self.mask_dim:  # invalid logits as in core.masked.masked_logits
+            out = _masked(out, obs[:, -self.mask_dim :] > 0.5, self.nvec or (out.shape[-1],))
         if self.kind == "categorical":
             return _categorical(out, self._draw(out.shape, generator, "exponential"))
         blocks = np.split(out, np.cumsum(self.nvec)[:-1], axis=-1)  # multicategorical
@@ -101,6 +104,14 @@ def _unsupported(spec: MLPSpec) -> str:
     if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in spec.parameters()):
         return "the actor's parameters are not float32 on the CPU"
     return ""
+
+
+def _masked(logits: np.ndarray, valid: np.ndarray, nvec: tuple[int, ...]) -> np.ndarray:
+    """Logits with invalid entries at the dtype's most negative finite value, per block of ``nvec``;
+    a block with no valid entry stays unmasked (:func:`trustpg.core.masked.masked_logits`)."""
+    blocks = np.split(valid, np.cumsum(nvec)[:-1], axis=-1)
+    valid = np.concatenate([v | ~v.any(-1, keepdims=True) for v in blocks], axis=-1)
+    return np.where(valid, logits, np.finfo(logits.dtype).min)
 
 
 def _categorical(logits: np.ndarray, e: np.ndarray) -> np.ndarray:

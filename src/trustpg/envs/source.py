@@ -6,7 +6,8 @@ rest of trustpg needs: a vector env with same-step autoreset (training, see ``ro
 single env (evaluation, video).
 
 Observations that are a ``Dict`` are flattened with ``gymnasium.spaces.flatten`` (the
-``FlattenObservation`` wrapper), so policies always see a flat ``Box``.
+``FlattenObservation`` wrapper), so policies always see a flat ``Box``; a Dict with an
+``"action_mask"`` key is flattened with the mask last (:mod:`trustpg.envs.masking`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import FlattenObservation
 from gymnasium.wrappers.vector import FlattenObservation as VecFlattenObservation
+
+from trustpg.envs.masking import FlattenWithMask, flatten_with_mask, has_mask_key
 
 EnvLike: TypeAlias = "str | gym.Env | gym.vector.VectorEnv | Callable[[], gym.Env]"
 CUSTOM_PREFIX = "custom:"
@@ -56,7 +59,10 @@ def check_env_id(env_id: str) -> None:
 
 
 def flatten_if_needed(env: gym.Env) -> gym.Env:
-    """Wrap ``env`` in ``FlattenObservation`` if its observations are a Dict."""
+    """Wrap ``env`` in ``FlattenObservation`` if its observations are a Dict (``FlattenWithMask``
+    if the Dict has an ``"action_mask"`` key)."""
+    if has_mask_key(env.observation_space):
+        return FlattenWithMask(env)
     if isinstance(env.observation_space, FLATTENED_SPACES):
         return FlattenObservation(env)
     return env
@@ -104,6 +110,11 @@ class EnvSource:
                     "gymnasium.vector.AutoresetMode.SAME_STEP}))"
                 )
             self._raw_obs_space = env.single_observation_space
+            if has_mask_key(env.single_observation_space):
+                raise ValueError(
+                    "a vector env with an 'action_mask' Dict observation: pass the env, or a factory "
+                    "of it, instead (trustpg flattens it with the mask last in each sub-env)"
+                )
             if isinstance(env.single_observation_space, FLATTENED_SPACES):
                 env = VecFlattenObservation(env)
             self._vector = env
@@ -246,6 +257,8 @@ def _shielded(fn: Callable[[], gym.Env]) -> Callable[[], gym.Env]:
 
 def flatten_obs(space: gym.Space, obs: Any) -> np.ndarray:
     """One observation of ``space`` (a Dict gives a dict of arrays) as a flat array."""
+    if has_mask_key(space) and isinstance(obs, dict):
+        return flatten_with_mask(space, obs)  # type: ignore[arg-type]
     if isinstance(space, FLATTENED_SPACES) and isinstance(obs, dict):
         return np.asarray(gym.spaces.flatten(space, obs))
     return np.asarray(obs)

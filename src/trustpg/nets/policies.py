@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from trustpg.core.beta import Beta
 from trustpg.core.distributions import Bernoulli, Categorical, DiagGaussian, Distribution, MultiCategorical
+from trustpg.core.masked import MaskedCategorical, MaskedMultiCategorical
 
 ActionKind = Literal["categorical", "multicategorical", "bernoulli", "gaussian", "beta"]
 #: The families a Box action space can be given (TrainConfig.action_dist).
@@ -58,7 +59,8 @@ class MLPSpec:
       ``"multicategorical"``: logits split by ``nvec``; ``"beta"``: Beta(out[:, :A], out[:, A:]) on
       the action box (:class:`~trustpg.core.beta.Beta`); ``"value"``: V = out[..., 0].
 
-    ``linears`` are the module's live layers (read their weights when the path runs)."""
+    ``linears`` are the module's live layers (read their weights when the path runs). With
+    ``mask_dim`` > 0 the last ``mask_dim`` observation entries mask the logits (> 0.5: valid)."""
 
     linears: tuple[nn.Linear, ...]
     activation: str  # a key of ACTIVATIONS
@@ -66,6 +68,7 @@ class MLPSpec:
     head: HeadKind
     nvec: tuple[int, ...] = ()
     log_std: nn.Parameter | None = None
+    mask_dim: int = 0
 
     def layers(self) -> list[tuple[Tensor, Tensor]]:
         """``[(W [out, in], b [out]), …]``, the live parameters."""
@@ -102,7 +105,8 @@ def mlp_form(module: nn.Module, head: HeadKind, stock_forward: object) -> MLPSpe
     alpha = float(getattr(acts[0], "alpha", 1.0)) if acts else 1.0
     log_std = getattr(module, "log_std", None) if head == "gaussian" else None
     linear = tuple(m for m in linears if isinstance(m, nn.Linear))  # all of them (checked above)
-    spec = MLPSpec(linear, act, alpha, head, tuple(getattr(module, "nvec", ())), log_std)
+    nvec, masked = tuple(getattr(module, "nvec", ())), int(getattr(module, "mask_dim", 0))
+    spec = MLPSpec(linear, act, alpha, head, nvec, log_std, masked)
     used = [id(p) for p in spec.parameters()]
     if len(set(used)) != len(used) or [id(p) for p in module.parameters()] != used:
         return f"{name} has parameters besides its Linear layers' (or shares one)"
@@ -129,6 +133,11 @@ class Actor(nn.Module):
     policy (Chou et al. 2017) samples inside the box ``[low, high]`` itself (its distribution maps
     [0, 1] onto it, log-probabilities included), so clipping to the box never changes its actions;
     ``low``/``high`` are non-persistent buffers (not in the state dict: they come from the env).
+
+    With ``mask_dim`` > 0 (categorical and multicategorical only) the last ``mask_dim`` entries of
+    each observation are an action mask (``trustpg.envs.masking``; > 0.5 = valid): the actor
+    returns a :class:`~trustpg.core.masked.MaskedCategorical` (or MaskedMultiCategorical), and the
+    mask entries are inputs of the MLP like the other observation entries.
     """
 
     def __init__(
@@ -142,8 +151,17 @@ class Actor(nn.Module):
         nvec: tuple[int, ...] = (),
         low: np.ndarray | None = None,
         high: np.ndarray | None = None,
+        mask_dim: int = 0,
     ) -> None:
         super().__init__()
+        if mask_dim and (kind not in ("categorical", "multicategorical") or mask_dim != action_dim):
+            raise ValueError(
+                f"an action mask of {mask_dim} entries does not fit {kind} actions of size {action_dim} "
+                "(masks are for Discrete(n): n entries, and MultiDiscrete(nvec): sum(nvec) entries)"
+            )
+        if mask_dim > obs_dim:
+            raise ValueError(f"mask_dim={mask_dim} is larger than the observation ({obs_dim} entries)")
+        self.mask_dim = int(mask_dim)
         self.kind = kind
         self.nvec = tuple(nvec)  # choices per dimension, for "multicategorical"
         self.action_dim = action_dim
@@ -160,6 +178,11 @@ class Actor(nn.Module):
 
     def forward(self, obs: Tensor) -> Distribution:
         out = self.net(obs)
+        if self.mask_dim:
+            mask = obs[..., -self.mask_dim :] > 0.5
+            if self.kind == "categorical":
+                return MaskedCategorical(out, mask)
+            return MaskedMultiCategorical(out, self.nvec, mask)
         if self.kind == "categorical":
             return Categorical(logits=out)
         if self.kind == "multicategorical":
@@ -256,7 +279,11 @@ def make_actor(
         kind, low, high = "beta", action_space.low, action_space.high
     elif action_dist != "gaussian":
         raise ValueError(f"action_dist must be 'gaussian' or 'beta', got {action_dist!r}")
-    return Actor(obs_dim(observation_space), dim, kind, hidden, activation, log_std_init, nvec, low, high)
+    # A flat observation that carries an action mask in its last entries (envs.masking.MaskedObsBox).
+    masked = int(getattr(observation_space, "mask_dim", 0))
+    return Actor(
+        obs_dim(observation_space), dim, kind, hidden, activation, log_std_init, nvec, low, high, masked
+    )
 
 
 def _finite_bounds(

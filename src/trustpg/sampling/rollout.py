@@ -34,19 +34,20 @@ STOPS = "the run stops here and the last checkpoint is unchanged."
 
 @dataclass
 class ObsNormalizer:
-    """(obs − mean) / sqrt(var + eps), clipped; statistics updated between batches only."""
+    """(obs − mean) / sqrt(var + eps), clipped; statistics updated between batches only. The last
+    ``raw_tail`` entries (an action mask, :mod:`trustpg.envs.masking`) are passed through as they are."""
 
     rms: RunningMeanStd
     clip: float
     enabled: bool = True
+    raw_tail: int = 0
     _std: np.ndarray | None = field(init=False, repr=False, default=None)
     _std_of: np.ndarray | None = field(init=False, repr=False, default=None)
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         if not self.enabled:
             return np.asarray(obs, np.float32)
-        z = (obs - self.rms.mean) / self.std()
-        return np.clip(z, -self.clip, self.clip, out=z).astype(np.float32)
+        return normalize_obs(obs, self.rms.mean, self.std(), self.clip, self.raw_tail)
 
     def std(self) -> np.ndarray:
         """sqrt(var + eps), computed once per state of the statistics (called on every step)."""
@@ -55,6 +56,18 @@ class ObsNormalizer:
         if self._std is None or self._std_of is not var:
             self._std, self._std_of = np.sqrt(var + NORM_EPS), var
         return self._std
+
+
+def normalize_obs(
+    obs: np.ndarray, mean: np.ndarray, std: np.ndarray, clip: float, raw_tail: int = 0
+) -> np.ndarray:
+    """clip((obs − mean) / std, ±clip) as float32, flattened per observation ``[B, D]`` → the same;
+    the last ``raw_tail`` entries of each observation (an action mask) are left unchanged."""
+    z = (obs - mean) / std
+    z = np.clip(z, -clip, clip, out=z).astype(np.float32)
+    if raw_tail:
+        z[..., -raw_tail:] = obs[..., -raw_tail:]
+    return z
 
 
 def make_vec_env(
@@ -109,7 +122,9 @@ class Collector:
             if space.shape is None:
                 raise ValueError(f"unsupported observation space {space}; trustpg needs Box observations")
             obs_rms = RunningMeanStd(space.shape)
-        self.obs_norm = ObsNormalizer(obs_rms, obs_clip, normalize_obs)
+        # A mask at the end of each observation (envs.masking.MaskedObsBox) is not normalised.
+        raw_tail = int(getattr(env.single_observation_space, "mask_dim", 0))
+        self.obs_norm = ObsNormalizer(obs_rms, obs_clip, normalize_obs, raw_tail)
         self.ret_rms = (ret_rms or RunningMeanStd(())) if normalize_reward else None
         self.gamma = gamma
         self.generator = generator or torch.Generator().manual_seed(seed)
@@ -120,6 +135,7 @@ class Collector:
         self.total_steps = 0
         #: No workers to restart in-process (see :class:`trustpg.sampling.protocol.Sampler`).
         self.restarts = 0
+        self.timings: dict[str, float] = {}  # nothing broken down in-process (Sampler protocol)
 
     def reset(self, seed: int) -> np.ndarray:
         """Reset every env with ``seed``; returns the first observations."""

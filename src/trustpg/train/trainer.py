@@ -322,6 +322,8 @@ class Trainer:
         if c.normalize_obs:
             x = (x - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
             x = np.clip(x, -c.obs_clip, c.obs_clip)
+            if tail := int(getattr(self.observation_space, "mask_dim", 0)):  # an action mask stays raw
+                x[..., -tail:] = np.asarray(obs, np.float64)[..., -tail:]
         dist = self.actor(torch.as_tensor(x, dtype=torch.float32).reshape(x.shape[0], -1))
         a = (dist.mode() if deterministic else dist.sample(generator)).numpy()
         if isinstance(self.action_space, gym.spaces.Box):
