@@ -26,6 +26,7 @@ from typing import Any, Literal, Protocol, get_args
 import torch
 from torch import Tensor, nn
 
+from trustpg.core.distributions import Distribution
 from trustpg.core.fisher import (
     FastFVP,
     FVPMethod,
@@ -120,13 +121,15 @@ def reference_angle(
 def finish(
     policy: nn.Module, batch: PolicyBatch, g: Tensor, x: Tensor, t0: float, *,
     damping: float, fvp_stride: int, angle_states: int, residual: float = math.nan,
-    iterations: int = 0, breakdown: bool = False,
+    iterations: int = 0, breakdown: bool = False, dist: Distribution | None = None,
 ) -> Solution:  # fmt: skip
     """A non-CG back end's :class:`Solution`: x̃ᵀ(F + λI)x̃ exact, the solve's seconds since
-    ``t0``, then (untimed) the angle to the exact natural gradient."""
+    ``t0``, then (untimed) the angle to the exact natural gradient. ``dist``: the policy's
+    distribution on ``batch.obs[::fvp_stride]`` if the back end has it (one forward pass less)."""
     obs = batch.obs[::fvp_stride]
     finite = bool(torch.isfinite(x).all())
-    xFx = fisher_quadratic(policy, obs, x, damping=damping) if finite and not breakdown else math.nan
+    ok = finite and not breakdown
+    xFx = fisher_quadratic(policy, obs, x, damping=damping, dist=dist) if ok else math.nan
     seconds = time.perf_counter() - t0
     angle = math.nan
     if finite and not breakdown:

@@ -133,7 +133,9 @@ def fisher_vector_product(
     raise ValueError(f"method must be 'analytic' or 'kl_hessian', got {method!r}")
 
 
-def fisher_quadratic(policy: nn.Module, obs: Tensor, v: Tensor, *, damping: float = 0.0) -> float:
+def fisher_quadratic(
+    policy: nn.Module, obs: Tensor, v: Tensor, *, damping: float = 0.0, dist: Distribution | None = None
+) -> float:
     """vᵀ(F + λI)v = (1/B) Σ_s (J_s v)ᵀ M_s (J_s v) + λ‖v‖², exact, from one forward-mode product
     J v (``torch.func.jvp``). All a step size β = sqrt(2δ / vᵀFv) needs of F (TRPO, Appendix C).
 
@@ -142,11 +144,15 @@ def fisher_quadratic(policy: nn.Module, obs: Tensor, v: Tensor, *, damping: floa
         obs: states, shape ``[B, ...]``.
         v: a flat vector of shape ``[P]``.
         damping: λ ≥ 0.
+        dist: ``policy(obs)`` if the caller has it (saves a forward pass for the metric M).
     """
     phi, primals, shapes = _param_function(policy, obs)
     _check_vector(v, sum(p.numel() for p in primals))
     outputs, jv = jvp(phi, primals, _unflatten(v, shapes))[:2]
-    metric = _distribution_at(policy, obs, outputs)
+    if dist is None:
+        metric = _distribution_at(policy, obs, outputs)
+    else:
+        metric = dist.with_params(tuple(p.detach() for p in dist.params))
     mjv = metric.metric(jv)
     batch = outputs[0].shape[0]
     quad = sum(float((a * b).sum()) for a, b in zip(jv, mjv)) / batch
@@ -158,15 +164,18 @@ def _distribution_at(policy: nn.Module, obs: Tensor, outputs: Params) -> Distrib
         return policy(obs).with_params(tuple(o.detach() for o in outputs))
 
 
-def fisher_diagonal_of(policy: nn.Module, obs: Tensor, params: Sequence[nn.Parameter]) -> Tensor:
+def fisher_diagonal_of(
+    policy: nn.Module, obs: Tensor, params: Sequence[nn.Parameter], dist: Distribution | None = None
+) -> Tensor:
     """The exact diagonal of F restricted to ``params`` (a subset of the policy's parameters),
     flat in their order: F_jj = e_jᵀ F e_j, one Fisher-vector product over ``params`` alone per
     entry. Autograd only traverses the part of the graph between ``params`` and φ, so this is
-    cheap for parameters near the output (a Gaussian's log σ) and costly for many deep ones."""
+    cheap for parameters near the output (a Gaussian's log σ) and costly for many deep ones.
+    ``dist``: ``policy(obs)`` in the autograd graph, if the caller has it (saves a forward pass)."""
     ps = list(params)
     if not ps:
         return torch.zeros(0)
-    fvp = _analytic_fvp(policy, obs, 0.0, ps)
+    fvp = _analytic_fvp(policy, obs, 0.0, ps, dist)
     n = sum(p.numel() for p in ps)
     out = torch.empty(n, dtype=ps[0].dtype)
     for j in range(n):
@@ -177,14 +186,18 @@ def fisher_diagonal_of(policy: nn.Module, obs: Tensor, params: Sequence[nn.Param
 
 
 def _analytic_fvp(
-    policy: nn.Module, obs: Tensor, damping: float, only: Sequence[nn.Parameter] | None = None
+    policy: nn.Module,
+    obs: Tensor,
+    damping: float,
+    only: Sequence[nn.Parameter] | None = None,
+    dist: Distribution | None = None,
 ) -> Callable[[Tensor], Tensor]:
     # One forward pass and one differentiable vjp u ↦ Jᵀu are recorded here; each product then
     # costs two backward passes over that graph and no forward pass: J v = ∂/∂u [(Jᵀu)·v]
     # (the "double-vjp" trick, Townsend 2017), then Jᵀ(M J v)/B. This is ~2× cheaper than
     # torch.func.jvp + vjp, which re-runs the forward pass per product (docs/performance.md).
     params = list(policy.parameters()) if only is None else list(only)
-    dist = policy(obs)
+    dist = policy(obs) if dist is None else dist
     phi = dist.params
     metric = dist.with_params(tuple(x.detach() for x in phi))
     dummies = [torch.zeros_like(x, requires_grad=True) for x in phi]

@@ -124,13 +124,13 @@ class KFACDirection:
                 done.add(id(b))
         others = [p for p in policy.parameters() if id(p) not in done]
         if others:
-            d = running_average(st.diagonal, fisher_diagonal_of(policy, obs, others), self.decay)
+            d = running_average(st.diagonal, fisher_diagonal_of(policy, obs, others, dist), self.decay)
             st.diagonal = d
             idx = torch.cat([torch.arange(where[id(p)].start, where[id(p)].stop) for p in others])
             x[idx] = g[idx] / (d + self.damping)
         st.updates += 1
         return finish(policy, batch, g, x, t0, damping=self.damping, fvp_stride=self.fvp_stride,
-                      angle_states=self.angle_states)  # fmt: skip
+                      angle_states=self.angle_states, dist=dist)  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
         """``{"state": {i: {"A", "G"}, …, n: {"diagonal"?, "updates"}}, "param_groups": []}``
