@@ -136,32 +136,36 @@ def fisher_vector_product(
 def fisher_quadratic(
     policy: nn.Module, obs: Tensor, v: Tensor, *, damping: float = 0.0, dist: Distribution | None = None
 ) -> float:
-    """vᵀ(F + λI)v = (1/B) Σ_s (J_s v)ᵀ M_s (J_s v) + λ‖v‖², exact, from one forward-mode product
-    J v (``torch.func.jvp``). All a step size β = sqrt(2δ / vᵀFv) needs of F (TRPO, Appendix C).
+    """vᵀ(F + λI)v = (1/B) Σ_s (J_s v)ᵀ M_s (J_s v) + λ‖v‖², exact, from one product J v (two
+    backward passes over one recorded forward: J v = ∂/∂u [(Jᵀu)·v], as the analytic FVP). All a
+    step size β = sqrt(2δ / vᵀFv) needs of F (TRPO, Appendix C).
 
     Args:
         policy: module mapping ``obs`` to a distribution; its parameters define θ.
         obs: states, shape ``[B, ...]``.
         v: a flat vector of shape ``[P]``.
         damping: λ ≥ 0.
-        dist: ``policy(obs)`` if the caller has it (saves a forward pass for the metric M).
+        dist: ``policy(obs)`` still in its autograd graph, if the caller has it (saves the forward).
     """
-    phi, primals, shapes = _param_function(policy, obs)
-    _check_vector(v, sum(p.numel() for p in primals))
-    outputs, jv = jvp(phi, primals, _unflatten(v, shapes))[:2]
-    if dist is None:
-        metric = _distribution_at(policy, obs, outputs)
-    else:
-        metric = dist.with_params(tuple(p.detach() for p in dist.params))
-    mjv = metric.metric(jv)
-    batch = outputs[0].shape[0]
-    quad = sum(float((a * b).sum()) for a, b in zip(jv, mjv)) / batch
+    params = list(policy.parameters())
+    _check_vector(v, sum(p.numel() for p in params))
+    dist = policy(obs) if dist is None else dist
+    phi = dist.params
+    dummies = [torch.zeros_like(x, requires_grad=True) for x in phi]
+    jt_u = torch.autograd.grad(
+        _dot(phi, dummies), params, create_graph=True, retain_graph=True, allow_unused=True
+    )
+    used = [i for i, g in enumerate(jt_u) if g is not None]
+    vs = _unflatten(v, [tuple(p.shape) for p in params])
+    jv = torch.autograd.grad(
+        _dot([jt_u[i] for i in used], [vs[i] for i in used]),
+        dummies,
+        allow_unused=True,
+    )
+    jv = tuple(torch.zeros_like(x) if t is None else t.detach() for t, x in zip(jv, phi))
+    mjv = dist.with_params(tuple(x.detach() for x in phi)).metric(jv)
+    quad = sum(float((a * b).sum()) for a, b in zip(jv, mjv)) / obs.shape[0]
     return quad + damping * float(torch.dot(v, v))
-
-
-def _distribution_at(policy: nn.Module, obs: Tensor, outputs: Params) -> Distribution:
-    with torch.no_grad():
-        return policy(obs).with_params(tuple(o.detach() for o in outputs))
 
 
 def fisher_diagonal_of(
