@@ -240,3 +240,19 @@ def test_kfac_state_is_shared_by_a_rule_with_another_kl_budget():
     policy = make_policy("categorical", 0)
     rule.with_kl_budget(0.005).update(policy, make_batch(policy, 64, seed=1))
     assert rule.state_dict()["state"][2]["updates"] == 1
+
+
+def test_config_chooses_the_back_end_and_the_distance():
+    from trustpg.config.train_config import TrainConfig
+    from trustpg.train.trainer import make_rule
+
+    rule = make_rule(TrainConfig(curvature="kfac", kl="max", seed=3, kfac_decay=0.5, ng_angle_states=7))
+    assert isinstance(rule, TRPO) and rule.kl == "max"
+    assert rule.direction == KFACDirection(damping=0.1, decay=0.5, angle_states=7, seed=3)
+    npg = make_rule(TrainConfig(algo="npg", curvature="empirical"))
+    assert isinstance(npg, NPG) and isinstance(npg.direction, EmpiricalDirection)
+    assert isinstance(make_rule(TrainConfig(curvature="diagonal")).direction, DiagonalDirection)  # type: ignore[attr-defined]
+    assert isinstance(make_rule(TrainConfig()).direction, NaturalDirection)  # type: ignore[attr-defined]
+    for bad in ({"kfac_decay": 1.0}, {"ng_angle_states": -1}, {"curvature": "lbfgs"}, {"kl": "median"}):
+        with pytest.raises((ValueError, TypeError)):
+            TrainConfig(**bad)  # type: ignore[arg-type]
