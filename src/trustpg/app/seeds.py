@@ -99,10 +99,10 @@ def train_one(config: TrainConfig) -> int:
 def train_seeds(argv: list[str]) -> int:
     """``trustpg train --seeds ...``: 0 when every run finished, 130 after Ctrl-C, else the first
     failing run's status."""
-    from trustpg.app.compare import finished, last_steps, summary_table
-
     configs, jobs = plan_seeds(argv)
     check_targets(configs)
+    from trustpg.app.compare import finished, last_steps, summary_table
+
     runs = [run_dir(c) for c in configs]
     print(f"training {len(runs)} seeds, {jobs} at a time: {', '.join(str(r) for r in runs)}")
 

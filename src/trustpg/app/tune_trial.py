@@ -48,8 +48,9 @@ def run_dir(t: Tune, number: int) -> Path:
 class _Report:
     """Agent.learn callback: each periodic evaluation goes to Optuna; False (stop) when pruned."""
 
-    def __init__(self, trial: Any) -> None:
+    def __init__(self, trial: Any, last_from: int) -> None:
         self.trial = trial
+        self.last_from = last_from  # from here on at most one update is left
         self.pruned_at: int | None = None
 
     def __call__(self, row: Any) -> bool | None:
@@ -57,7 +58,8 @@ class _Report:
         if math.isnan(value):
             return None
         self.trial.report(value, int(row["env_steps"]))
-        if self.trial.should_prune():
+        # with at most one update left, pruning saves nothing: let the trial finish and be scored
+        if int(row["env_steps"]) < self.last_from and self.trial.should_prune():
             self.pruned_at = int(row["env_steps"])
             return False
         return None
@@ -88,7 +90,7 @@ def _trial(t: Tune, trial: Any) -> float:
     t0 = time.perf_counter()
     agent = Agent(config)
     try:
-        report = _Report(trial)
+        report = _Report(trial, last_from=config.steps - config.batch_size)
         agent.learn(config.steps, report, run_dir=run)
         if agent.interrupted:  # Ctrl-C: checkpointed; stop the study, try the trial again later
             print(f"trial {trial.number}: interrupted at {agent.num_timesteps} steps  {run}")
