@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,12 +20,13 @@ from trustpg.core.distributions import PROTOCOL_MEMBERS, missing_members
 from trustpg.envs.source import EnvLike, EnvSource, flatten_if_needed, flatten_obs, recording
 from trustpg.errors import CheckpointError, TrainingFault
 from trustpg.io.checkpoint import load_checkpoint, save_checkpoint
-from trustpg.io.logger import MetricsLogger, drop_rows_after, software_versions
+from trustpg.io.logger import MetricsLogger, drop_rows_after
 from trustpg.io.progress import TrainProgress
 from trustpg.io.rundir import check_not_foreign, checkpoint_file, locked, write_json
 from trustpg.nets.policies import obs_dim
 from trustpg.sampling.protocol import Sampler
 from trustpg.train.callbacks import Callback, CallbackList
+from trustpg.train.lifecycle import StopFlag, run_summary
 from trustpg.train.trainer import Trainer, torch_threads
 
 log = logging.getLogger("trustpg")
@@ -62,7 +62,7 @@ class Agent:
         self.trainer = Trainer(config, actor=policy, env=source)
         if policy is not None:
             _check_policy(policy, self.trainer.observation_space)
-        self._stop = False
+        self._signals = StopFlag()
 
     @property
     def policy(self) -> nn.Module:
@@ -134,7 +134,7 @@ class Agent:
         with locked(out), torch_threads(self.config.torch_threads):
             write_json(out / "config.json", self.config.to_dict())
             self._learn(total_steps, callback, out, progress)
-            if not self._stop:  # a finished run: plot, eval, compare and --resume read this
+            if not self.interrupted:  # a finished run: plot, eval, compare and --resume read this
                 write_json(out / "summary.json", run_summary(self, time.perf_counter() - t0))
         return self
 
@@ -148,11 +148,12 @@ class Agent:
         logger = MetricsLogger(out, c.tensorboard, append=self.trainer.updates > 0) if out else None
         show = c.progress if progress is None else progress
         bar = TrainProgress(target, self.trainer.env_steps, enabled=show)
-        self._stop = False
-        old_handlers = _install_stop_handlers(self) if out else {}
+        self._signals.raised = False
+        if out:
+            self._signals.install()
         try:
             with bar:
-                while self.trainer.env_steps < target and not self._stop:
+                while self.trainer.env_steps < target and not self._signals.raised:
                     try:
                         row = self.trainer.iterate()
                     except TrainingFault as e:  # log the update that made the run stop
@@ -172,7 +173,7 @@ class Agent:
             if out:
                 self.save(out / "checkpoints" / "last")
         finally:
-            _restore_handlers(old_handlers)
+            self._signals.restore()
             if logger:
                 logger.close()
         return self
@@ -180,7 +181,7 @@ class Agent:
     @property
     def interrupted(self) -> bool:
         """True if the last ``learn`` stopped on SIGINT/SIGTERM."""
-        return self._stop
+        return self._signals.raised
 
     def _periodic_eval(self, out: Path | None) -> float:
         mean, _, _ = self.evaluate(self.config.eval_episodes or 5, deterministic=True)
@@ -302,25 +303,6 @@ class Agent:
         self.trainer.close()
 
 
-def run_summary(agent: Agent, seconds: float) -> dict[str, Any]:
-    """What ``summary.json`` says about a finished run (the command line adds its evaluation)."""
-    fit = agent.trainer.critic_fit
-    fit.close()  # the worker's peak memory is read as it ends (the next fit starts a new one)
-    return {
-        "env_steps": agent.num_timesteps, "train_seconds": seconds,
-        "peak_rss_mb": _peak_rss_mb() + fit.worker_peak_rss_mb,
-        "peak_rss_critic_worker_mb": fit.worker_peak_rss_mb, "software": software_versions(),
-    }  # fmt: skip
-
-
-def _peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, MiB (Linux reports ru_maxrss in KiB). The
-    summary adds the critic worker's own peak (read by the worker's parent before it ends)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _fit_threads(saved: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint made on a machine with more cores asks for more threads than this one may
     use: use this machine's cores instead (and say so) rather than refuse to load it."""
@@ -349,28 +331,6 @@ def _check_policy(policy: nn.Module, observation_space: gym.Space) -> None:
             f"MultiCategorical, Bernoulli, DiagGaussian or your own with {'/'.join(PROTOCOL_MEMBERS)}); "
             f"{type(policy).__name__} returned {type(out).__name__}, which lacks {', '.join(missing)}"
         )
-
-
-def _install_stop_handlers(agent: Agent) -> dict[int, Any]:
-    """SIGINT/SIGTERM set a flag; the loop finishes the current update, checkpoints and returns."""
-
-    def handler(signum: int, _frame: Any) -> None:
-        if agent._stop:  # second signal: give up immediately
-            raise KeyboardInterrupt
-        agent._stop = True
-
-    old: dict[int, Any] = {}
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            old[sig] = signal.signal(sig, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        pass
-    return old
-
-
-def _restore_handlers(old: dict[int, Any]) -> None:
-    for sig, h in old.items():
-        signal.signal(sig, h)
 
 
 class AlgorithmFactory:
