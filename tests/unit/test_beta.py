@@ -271,3 +271,29 @@ def test_natural_gradient_is_within_90_degrees():
     assert float((F @ cg.x - g).norm()) <= 1e-5 * float(g.norm())
     _close(fvp(cg.x), F @ cg.x, rtol=1e-8, atol=1e-10)
     assert float(cg.x @ g) > 0 and angle_degrees(cg.x, g) < 90.0
+
+
+def test_numpy_sampler_draws_the_same_beta_actions_as_torch():
+    """The NumPy sampler (accel/fast_actor.py) mirrors Beta.sample on the same generator draws:
+    the same actions up to float rounding of the network output, the generator left in the same
+    state (the same number of rejection rounds)."""
+    from trustpg.accel.fast_actor import NumpyActor
+    from trustpg.nets.policies import Actor
+
+    torch.manual_seed(0)
+    actor = Actor(4, 3, "beta", (16, 16), low=LOW.numpy(), high=HIGH.numpy())
+    with torch.no_grad():  # concentrations far from 1: a peaked, non-trivial distribution
+        actor.net[-1].weight.mul_(100)
+    spec = actor.mlp_spec()
+    assert spec is not None and spec.head == "beta"
+    fast = NumpyActor(spec)
+    g1, g2 = _gen(5), _gen(5)
+    for _ in range(3):
+        obs = torch.randn(64, 4)
+        with torch.no_grad():
+            ref = actor(obs).sample(g1).numpy()
+        got = fast.sample(obs.numpy(), g2)
+        assert got.dtype == ref.dtype == np.float32 and got.shape == (64, 3)
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+        assert ((got > LOW.numpy()) & (got < HIGH.numpy())).all()
+    assert torch.equal(g1.get_state(), g2.get_state())

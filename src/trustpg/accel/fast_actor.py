@@ -8,7 +8,8 @@ overhead is most of the training time (docs/performance.md). :class:`NumpyActor`
 snapshot of the actor's weights (refreshed every batch, after each update), runs them through
 the one NumPy MLP kernel (:mod:`trustpg.accel.np_mlp`) and samples from exactly the
 distribution the spec's head defines. Its randomness is drawn from the same ``torch.Generator``
-as :meth:`Distribution.sample` (uniforms or normals), so runs stay seeded and checkpointable.
+as :meth:`Distribution.sample` (uniforms, normals, exponentials; the Beta policy's Gamma rejection
+sampler round by round), so runs stay seeded and checkpointable.
 The update never uses these numbers: it recomputes π_old from the stored observations and
 actions with the PyTorch actor. An actor without a spec samples through its own forward, and
 :meth:`NumpyActor.attach` says so once in the log.
@@ -24,7 +25,9 @@ from trustpg.accel import np_mlp
 from trustpg.accel.fallback import announce_off
 from trustpg.nets.policies import MLPSpec, mlp_spec_of
 
-_HEADS = ("gaussian", "categorical", "bernoulli", "multicategorical")
+_HEADS = ("gaussian", "categorical", "bernoulli", "multicategorical", "beta")
+#: torch's softplus returns x itself above this threshold (torch.nn.functional.softplus's default).
+_SOFTPLUS_THRESHOLD = 20.0
 
 
 class NumpyActor:
@@ -40,6 +43,9 @@ class NumpyActor:
         ]
         if spec.log_std is not None:
             self.std = np.exp(spec.log_std.detach().numpy())
+        if spec.bounds is not None:  # the Beta policy's box; x in (0, 1) is kept eps inside it
+            self.low = spec.bounds[0].detach().numpy().astype(np.float32)
+            self.scale = spec.bounds[1].detach().numpy().astype(np.float32) - self.low
         self._buffers: dict[tuple[tuple[int, ...], str], tuple[torch.Tensor, np.ndarray]] = {}
 
     @classmethod
@@ -67,6 +73,8 @@ class NumpyActor:
         if self.kind == "gaussian":
             out += self.std * self._draw(out.shape, generator, "normal")
             return out
+        if self.kind == "beta":
+            return self._beta(out, generator)
         if self.kind == "bernoulli":
             u = self._draw(out.shape, generator, "uniform")
             return (u < 1.0 / (1.0 + np.exp(-out))).astype(np.float32)
@@ -76,6 +84,35 @@ class NumpyActor:
             return _categorical(out, self._draw(out.shape, generator, "exponential"))
         blocks = np.split(out, np.cumsum(self.nvec)[:-1], axis=-1)  # multicategorical
         return np.stack([_categorical(z, self._draw(z.shape, generator, "exponential")) for z in blocks], -1)
+
+    def _beta(self, out: np.ndarray, generator: torch.Generator) -> np.ndarray:
+        """:meth:`trustpg.core.beta.Beta.sample`: k = 1 + softplus(out) = [α, β], Gamma(k) draws
+        by :func:`_gamma` on the same generator draws, a = low + (high − low)·X/(X + Y)."""
+        k = 1.0 + np.where(
+            out > _SOFTPLUS_THRESHOLD, out, np.log1p(np.exp(np.minimum(out, _SOFTPLUS_THRESHOLD)))
+        )
+        g = self._gamma(k, generator)
+        a = out.shape[-1] // 2
+        eps = np.finfo(np.float32).eps
+        x = np.clip(g[:, :a] / (g[:, :a] + g[:, a:]), eps, 1.0 - eps)
+        return (self.low + self.scale * x).astype(np.float32)
+
+    def _gamma(self, k: np.ndarray, generator: torch.Generator) -> np.ndarray:
+        """Marsaglia–Tsang Gamma(k) draws for k ≥ 1 as :func:`trustpg.core.beta.gamma_sample`:
+        each round a normal then a uniform for every entry, until every entry is accepted."""
+        d = k - 1.0 / 3.0
+        c = 1.0 / np.sqrt(9.0 * d)
+        out = np.zeros_like(k)
+        todo = np.ones(k.shape, bool)
+        while todo.any():
+            x = self._draw(k.shape, generator, "normal")
+            u = self._draw(k.shape, generator, "uniform")
+            v = (1.0 + c * x) ** 3
+            with np.errstate(divide="ignore"):  # log 0 = -inf: accepted, as in torch
+                ok = (v > 0) & (np.log(u) < 0.5 * x * x + d - d * v + d * np.log(np.maximum(v, 1e-30)))
+            out = np.where(todo & ok, d * v, out)
+            todo &= ~ok
+        return out
 
     def _draw(self, shape: tuple[int, ...], generator: torch.Generator, kind: str) -> np.ndarray:
         """Standard normal, uniform [0, 1) or Exp(1) draws from ``generator`` into a reused buffer
@@ -97,8 +134,8 @@ class NumpyActor:
 
 def _unsupported(spec: MLPSpec) -> str:
     """Why the sampler cannot run ``spec`` ("" if it can): a float32 CPU actor with an action head."""
-    if spec.head == "beta":  # Gamma rejection sampling: per-round draws, not worth a NumPy copy
-        return "the Beta policy is sampled by its torch distribution (rejection sampling)"
+    if spec.head == "beta" and spec.bounds is None:
+        return "a 'beta' head without the action box (low, high buffers)"
     if spec.head not in _HEADS:
         return f"a {spec.head!r} head is not an action distribution"
     if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in spec.parameters()):

@@ -141,9 +141,10 @@ class Beta:
         return self.low + self.scale * x
 
     def sample(self, generator: torch.Generator | None = None) -> Tensor:
-        """a = low + (high − low)·X/(X + Y), X ~ Gamma(α), Y ~ Gamma(β) (:func:`gamma_sample`)."""
-        g_a = gamma_sample(self.alpha, generator)
-        g_b = gamma_sample(self.beta, generator)
+        """a = low + (high − low)·X/(X + Y), X ~ Gamma(α), Y ~ Gamma(β) (:func:`gamma_sample`, one
+        call for [α, β] concatenated on the last dimension, so the NumPy sampler can mirror it)."""
+        g = gamma_sample(torch.cat([self.alpha, self.beta], -1), generator)
+        g_a, g_b = g.split(self.alpha.shape[-1], -1)
         x = (g_a / (g_a + g_b)).clamp(self._eps, 1.0 - self._eps)
         return self.low + self.scale * x
 

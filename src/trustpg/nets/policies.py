@@ -69,6 +69,7 @@ class MLPSpec:
     nvec: tuple[int, ...] = ()
     log_std: nn.Parameter | None = None
     mask_dim: int = 0
+    bounds: tuple[Tensor, Tensor] | None = None  # the "beta" head's action box (low, high)
 
     def layers(self) -> list[tuple[Tensor, Tensor]]:
         """``[(W [out, in], b [out]), …]``, the live parameters."""
@@ -106,7 +107,11 @@ def mlp_form(module: nn.Module, head: HeadKind, stock_forward: object) -> MLPSpe
     log_std = getattr(module, "log_std", None) if head == "gaussian" else None
     linear = tuple(m for m in linears if isinstance(m, nn.Linear))  # all of them (checked above)
     nvec, masked = tuple(getattr(module, "nvec", ())), int(getattr(module, "mask_dim", 0))
-    spec = MLPSpec(linear, act, alpha, head, nvec, log_std, masked)
+    low, high = getattr(module, "low", None), getattr(module, "high", None)
+    bounds = None
+    if head == "beta" and isinstance(low, Tensor) and isinstance(high, Tensor):
+        bounds = (low, high)
+    spec = MLPSpec(linear, act, alpha, head, nvec, log_std, masked, bounds)
     used = [id(p) for p in spec.parameters()]
     if len(set(used)) != len(used) or [id(p) for p in module.parameters()] != used:
         return f"{name} has parameters besides its Linear layers' (or shares one)"
