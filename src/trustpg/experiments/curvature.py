@@ -67,8 +67,20 @@ def run_one(out: Path, env: str, variant: str, seed: int, steps: int, smoke: boo
         agent.learn(steps, run_dir=run)
     mean, std, returns = agent.evaluate(1 if smoke else EVAL_EPISODES, seed=10_000 + seed)
     agent.close()
-    (run / "eval.json").write_text(json.dumps({"mean": mean, "std": std, "returns": returns}))
+    record = {"mean": mean, "std": std, "returns": returns, "source": _source()}
+    (run / "eval.json").write_text(json.dumps(record))
     return run
+
+
+def _source() -> dict[str, Any]:
+    """The commit the run's code came from and whether the tracked files differed from it."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "-uno"))}
 
 
 def _median(rows: list[dict[str, Any]], key: str) -> float:
