@@ -49,6 +49,7 @@ EVAL_EPISODES = 10
 def run_one(out: Path, env: str, variant: str, seed: int, steps: int, smoke: bool) -> Path:
     """Train one run into ``out/runs/env/variant/sSEED`` (unless it is finished) and evaluate it."""
     from trustpg import TRPO, Agent
+    from trustpg.errors import TrainingFault
     from trustpg.io.rundir import checkpoint_file
 
     run = out / "runs" / env / variant / f"s{seed}"
@@ -59,15 +60,20 @@ def run_one(out: Path, env: str, variant: str, seed: int, steps: int, smoke: boo
     config.update(steps=steps, seed=seed, progress=False, tensorboard=False, eval_episodes=0)
     if smoke:
         config.update(num_envs=2, steps_per_env=64, ng_angle_states=64)
+    stopped = ""
     if checkpoint_file(run).is_file():  # an interrupted run: continue it
         agent = Agent.load(checkpoint_file(run))
-        agent.learn(max(steps - agent.num_timesteps, 0), run_dir=run)
+        remaining = max(steps - agent.num_timesteps, 0)
     else:
         agent = TRPO(env, **config)
-        agent.learn(steps, run_dir=run)
+        remaining = steps
+    try:
+        agent.learn(remaining, run_dir=run)
+    except TrainingFault as e:  # too many skipped updates in a row: evaluate what it learnt
+        stopped = str(e)
     mean, std, returns = agent.evaluate(1 if smoke else EVAL_EPISODES, seed=10_000 + seed)
     agent.close()
-    record = {"mean": mean, "std": std, "returns": returns, "source": _source()}
+    record = {"mean": mean, "std": std, "returns": returns, "stopped": stopped, "source": _source()}
     (run / "eval.json").write_text(json.dumps(record))
     return run
 
