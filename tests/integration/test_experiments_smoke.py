@@ -22,6 +22,7 @@ EXPECTED = {
     "why-constraint": ["why_constraint.png", "why_constraint.csv", "why_constraint_curves.csv",
                        "why_constraint.md"],
     "angle": ["angle.png", "angle.csv", "angle_curves.csv", "angle.md"],
+    "curvature": ["results.csv", "results.md", "curves_CartPole-v1.png"],
 }  # fmt: skip
 
 
