@@ -21,6 +21,7 @@ from trustpg.core.linalg import flat_params
 from trustpg.envs.envstate import capture_vector_env, restore_vector_env
 from trustpg.io.checkpoint import load_checkpoint
 from trustpg.io.logger import read_metrics
+from trustpg.io.manifest import config_hash
 from trustpg.io.record import TIMING_COLUMNS
 
 TIMING = TIMING_COLUMNS
@@ -221,6 +222,12 @@ def test_cli_interrupt_and_resume_equals_uninterrupted_run(tmp_path):
     tb, meta_b = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last")
     assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
     assert meta_a["collector"] == meta_b["collector"]
+    # The manifest records both sessions, each with its command, and one config (same hash).
+    sessions = json.loads((run / "manifest.json").read_text())["sessions"]
+    assert len(sessions) == 2 and "--resume" in sessions[1]["command"]
+    assert sessions[0]["config_hash"] == sessions[1]["config_hash"] == config_hash(
+        json.loads((run / "config.json").read_text())
+    )
 
 
 def test_two_update_threads_are_deterministic_and_match_one_thread_to_rounding():

@@ -21,6 +21,7 @@ from trustpg.envs.source import EnvLike, EnvSource, flatten_if_needed, flatten_o
 from trustpg.errors import CheckpointError, TrainingFault
 from trustpg.io.checkpoint import load_checkpoint, save_checkpoint
 from trustpg.io.logger import MetricsLogger, drop_rows_after
+from trustpg.io.manifest import record_session
 from trustpg.io.progress import TrainProgress
 from trustpg.io.rundir import check_not_foreign, checkpoint_file, locked, write_json
 from trustpg.nets.policies import obs_dim
@@ -111,7 +112,8 @@ class Agent:
         ``callback(row)`` gets each update's :class:`~trustpg.io.record.UpdateRecord` (it reads like
         a dict of the metrics.csv columns); returning False stops training.
         A list of callbacks runs in order (see :mod:`trustpg.train.callbacks`).
-        With ``run_dir`` the run writes ``config.json``, ``metrics.csv``, TensorBoard events,
+        With ``run_dir`` the run writes ``config.json``, ``manifest.json`` (code, stack, machine,
+        command; :mod:`trustpg.io.manifest`), ``metrics.csv``, TensorBoard events,
         checkpoints and, when the steps are done, ``summary.json`` there (so ``trustpg plot``,
         ``eval`` and ``train --resume`` accept the directory); the directory is locked meanwhile,
         and SIGINT/SIGTERM stop the run cleanly after a final checkpoint. Runs with ``torch_threads``
@@ -133,6 +135,7 @@ class Agent:
         t0 = time.perf_counter()
         with locked(out), torch_threads(self.config.torch_threads):
             write_json(out / "config.json", self.config.to_dict())
+            record_session(out, self.config.to_dict())
             self._learn(total_steps, callback, out, progress)
             if not self.interrupted:  # a finished run: plot, eval, compare and --resume read this
                 write_json(out / "summary.json", run_summary(self, time.perf_counter() - t0))

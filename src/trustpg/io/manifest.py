@@ -1,0 +1,111 @@
+"""Where a run's numbers came from: ``manifest.json`` in every run directory (DESIGN §7).
+
+A manifest names the code (trustpg's git commit and whether the tree had uncommitted changes;
+the installed version when trustpg is not a git checkout), the software stack (package versions),
+the machine (CPU model, usable cores, OS), the full command and a hash of the complete config.
+It is written when a run starts; each ``--resume`` (or ``Agent.learn`` continuing in the same
+directory) appends a session, so a run continued with other code says so and a results index
+can keep it out of a headline row (``benchmarks/suite.py``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from trustpg.errors import UserError
+from trustpg.io.logger import software_versions
+from trustpg.io.rundir import read_json, write_json
+
+MANIFEST = "manifest.json"
+#: Seconds a ``git`` query may take before the commit is recorded as unknown (never hang a run).
+GIT_TIMEOUT = 5.0
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """sha256 of the config's canonical JSON (sorted keys), first 16 hex digits: equal hashes
+    mean every field is equal."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=GIT_TIMEOUT, check=False
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def code_version() -> dict[str, Any]:
+    """trustpg's git commit and dirty flag (None when the package is not in a git checkout, e.g.
+    installed from a wheel: then its version number is all there is)."""
+    source = Path(__file__).resolve().parents[1]  # src/trustpg
+    top = _git(["rev-parse", "--show-toplevel"], source)
+    if top is None or not (Path(top) / "src" / "trustpg").is_dir():
+        return {"commit": None, "dirty": None}
+    commit = _git(["rev-parse", "HEAD"], source)
+    # Only the code counts: results and docs written by the run itself do not make it dirty.
+    status = _git(["status", "--porcelain", "--untracked-files=no", "--", "src", "pyproject.toml"], Path(top))
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo; platform.processor() elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def session(config: dict[str, Any], command: list[str] | None = None) -> dict[str, Any]:
+    """One start of training in a run directory: code, stack, machine, command and config hash."""
+    argv = sys.argv if command is None else command
+    return {
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **code_version(),
+        "software": software_versions(),
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "os": platform.platform()},
+        "command": shlex.join([Path(argv[0]).name, *argv[1:]]) if argv else "",
+        "config_hash": config_hash(config),
+    }
+
+
+def record_session(run: Path, config: dict[str, Any], command: list[str] | None = None) -> dict[str, Any]:
+    """Write ``run/manifest.json`` for a new run, or append this session to an existing one.
+    Returns the manifest. An unreadable manifest is replaced (the old one kept beside it)."""
+    path = run / MANIFEST
+    now = session(config, command)
+    manifest: dict[str, Any] | None = None
+    if path.is_file():
+        try:
+            manifest = read_json(path)
+        except UserError:
+            path.replace(path.with_name(MANIFEST + ".unreadable"))
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("sessions"), list):
+        manifest = {"sessions": []}
+    manifest["sessions"].append(now)
+    manifest.update(consistency(manifest["sessions"]))
+    write_json(path, manifest)
+    return manifest
+
+
+def consistency(sessions: list[dict[str, Any]]) -> dict[str, Any]:
+    """Summary fields of a manifest: the commit all sessions ran (None if they differ or any is
+    unknown) and whether every session ran committed code."""
+    commits = {s.get("commit") for s in sessions}
+    commit = commits.pop() if len(commits) == 1 else None
+    return {"commit": commit, "clean": all(s.get("dirty") is False for s in sessions)}

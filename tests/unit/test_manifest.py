@@ -1,0 +1,55 @@
+"""manifest.json: every run says which code, stack, machine and command made it."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from trustpg.io.manifest import MANIFEST, code_version, config_hash, consistency, record_session
+
+
+def test_config_hash_is_canonical_and_sees_every_field():
+    a = {"env": "Hopper-v5", "max_kl": 0.01, "seed": 0}
+    assert config_hash(a) == config_hash(dict(reversed(list(a.items()))))
+    assert config_hash(a) != config_hash(a | {"seed": 1})
+    assert config_hash(a) != config_hash(a | {"max_kl": 0.010000001})
+    assert re.fullmatch(r"[0-9a-f]{16}", config_hash(a))
+
+
+def test_code_version_names_a_commit_or_says_it_cannot():
+    v = code_version()
+    assert (v["commit"] is None and v["dirty"] is None) or (
+        re.fullmatch(r"[0-9a-f]{40}", v["commit"]) and isinstance(v["dirty"], bool)
+    )
+
+
+def test_a_new_run_gets_one_session_and_a_resume_appends_one(tmp_path: Path):
+    config = {"env": "CartPole-v1", "seed": 3}
+    first = record_session(tmp_path, config, ["trustpg", "train", "--seed", "3"])
+    assert len(first["sessions"]) == 1
+    s = first["sessions"][0]
+    assert s["command"] == "trustpg train --seed 3" and s["config_hash"] == config_hash(config)
+    assert {"started", "commit", "dirty", "software", "machine"} <= set(s)
+    assert s["machine"]["cores"] >= 1 and s["software"]["torch"]
+    second = record_session(tmp_path, config, ["trustpg", "train", "--resume", "x"])
+    assert [x["command"] for x in second["sessions"]] == [
+        "trustpg train --seed 3",
+        "trustpg train --resume x",
+    ]
+    assert json.loads((tmp_path / MANIFEST).read_text()) == second
+
+
+def test_an_unreadable_manifest_is_kept_aside_and_replaced(tmp_path: Path):
+    (tmp_path / MANIFEST).write_text("{not json")
+    m = record_session(tmp_path, {"seed": 0}, ["trustpg"])
+    assert len(m["sessions"]) == 1
+    assert (tmp_path / (MANIFEST + ".unreadable")).read_text() == "{not json"
+
+
+def test_consistency_flags_mixed_code_and_uncommitted_changes():
+    same = [{"commit": "a", "dirty": False}, {"commit": "a", "dirty": False}]
+    assert consistency(same) == {"commit": "a", "clean": True}
+    assert consistency([*same, {"commit": "b", "dirty": False}]) == {"commit": None, "clean": True}
+    assert consistency([{"commit": "a", "dirty": True}]) == {"commit": "a", "clean": False}
+    assert consistency([{"commit": None, "dirty": None}]) == {"commit": None, "clean": False}
