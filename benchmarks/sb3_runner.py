@@ -32,6 +32,14 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=1_000_000)
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
+    run(args.env, args.seed, args.steps, args.out)
+
+
+def run(env_id: str, seed: int, steps: int, out: Path) -> None:
+    """Train sb3-contrib TRPO on ``env_id`` and write ``out`` as a trustpg run directory would."""
+    from trustpg.io.manifest import record_session
+
+    args = argparse.Namespace(env=env_id, seed=seed, steps=steps, out=out)
     torch.set_num_threads(1)
     from sb3_contrib import TRPO
     from stable_baselines3.common.callbacks import BaseCallback
@@ -43,9 +51,14 @@ def main() -> None:
     if args.env.startswith("Swimmer"):
         hp["gamma"] = 0.9999
     env = VecNormalize(make_vec_env(args.env, n_envs=ZOO_N_ENVS, seed=args.seed))
-    (args.out / "config.json").write_text(json.dumps(
-        {"env": args.env, "algo": "sb3-trpo", "seed": args.seed, "steps": args.steps,
-         "n_envs": ZOO_N_ENVS, **hp}, indent=2))  # fmt: skip
+    config = {"env": args.env, "algo": "sb3-trpo", "seed": args.seed, "steps": args.steps,
+              "n_envs": ZOO_N_ENVS, **hp}  # fmt: skip
+    (args.out / "config.json").write_text(json.dumps(config, indent=2))
+    import sb3_contrib
+
+    manifest = record_session(args.out, config)
+    manifest["peer"] = {"sb3_contrib": sb3_contrib.__version__}
+    (args.out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     f = open(args.out / "metrics.csv", "w", newline="")  # noqa: SIM115
     w = csv.writer(f)
     w.writerow(["update", "env_steps", "mean_return", "wall_time", "steps_per_sec"])

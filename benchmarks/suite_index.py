@@ -1,0 +1,124 @@
+"""bench-runs/index.json: one entry per run directory under bench-runs/, built from the files
+the run wrote (config.json, manifest.json, summary.json, metrics.csv[.gz]); nothing typed by hand.
+
+A run is *attributed* when its manifest names one commit for every session and the code was
+committed (``clean``). Runs made before manifests existed (the ``mujoco/``, ``ablations/`` and
+``rerun-*`` directories) are indexed as ``attributed: false`` with their layout, so a report can
+show them as history but never mixes them into a headline row.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+INDEX = "index.json"
+
+
+def read_rows(run: Path) -> list[dict[str, float]]:
+    """metrics.csv or metrics.csv.gz as numbers (empty or text cells become nan)."""
+    plain, packed = run / "metrics.csv", run / "metrics.csv.gz"
+    if plain.is_file():
+        text = plain.read_text()
+    elif packed.is_file():
+        text = gzip.decompress(packed.read_bytes()).decode()
+    else:
+        return []
+    rows = []
+    for raw in csv.DictReader(io.StringIO(text)):
+        row = {}
+        for k, v in raw.items():
+            try:
+                row[k] = float(v) if v not in ("", None) else math.nan
+            except ValueError:
+                row[k] = math.nan
+        rows.append(row)
+    return rows
+
+
+def curve(rows: list[dict[str, float]]) -> tuple[list[float], list[float]]:
+    """(env steps, training return), the return carried forward over updates without episodes."""
+    xs, ys, last = [], [], math.nan
+    for r in rows:
+        y = r.get("mean_return", math.nan)
+        last = last if math.isnan(y) else y
+        if not math.isnan(last):
+            xs.append(r["env_steps"])
+            ys.append(last)
+    return xs, ys
+
+
+def area_under_curve(xs: list[float], ys: list[float]) -> float:
+    """Mean training return over the run: the trapezoid area under the curve / the steps it spans."""
+    if len(xs) < 2 or xs[-1] <= xs[0]:
+        return math.nan
+    area = sum((xs[i + 1] - xs[i]) * (ys[i + 1] + ys[i]) / 2 for i in range(len(xs) - 1))
+    return area / (xs[-1] - xs[0])
+
+
+def layout(rel: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """suite, commit directory and variant from the path (the suite layout), or the legacy ones."""
+    parts = rel.parts
+    if len(parts) == 6 and parts[-1].startswith("s"):  # suite/commit/env/algo/variant/sN
+        return {"layout": "suite", "suite": parts[0], "commit_dir": parts[1], "variant": parts[4]}
+    if parts[0] == "ablations":  # ablations/<env>__<name>__<algo>__s<seed>
+        name = parts[1].split("__")
+        return {"layout": "legacy", "suite": "ablations", "commit_dir": None,
+                "variant": name[1] if len(name) == 4 else "legacy"}  # fmt: skip
+    return {"layout": "legacy", "suite": parts[0], "commit_dir": None, "variant": "legacy-preset"}
+
+
+def entry(run: Path, root: Path) -> dict[str, Any] | None:
+    config = json.loads((run / "config.json").read_text())
+    summary_path, manifest_path = run / "summary.json", run / "manifest.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    rows = read_rows(run)
+    xs, ys = curve(rows)
+    sessions = manifest.get("sessions", [])
+    wall = rows[-1].get("wall_time", math.nan) if rows and "wall_time" in rows[-1] else math.nan
+    wall = wall if math.isfinite(wall) else summary.get("train_seconds", math.nan)
+    steps = summary.get("env_steps") or (xs[-1] if xs else 0)
+    e = {
+        "path": str(run.relative_to(root)),
+        **layout(run.relative_to(root), config),
+        "env": config.get("env"), "algo": config.get("algo"), "seed": config.get("seed"),
+        "finished": bool(summary), "env_steps": steps,
+        "eval_mean": summary.get("eval_mean"), "eval_std": summary.get("eval_std"),
+        "final_train_return": ys[-1] if ys else None, "auc": area_under_curve(xs, ys),
+        "train_seconds": wall, "steps_per_sec": steps / wall if wall and math.isfinite(wall) else None,
+        "commit": manifest.get("commit"), "clean": manifest.get("clean", False),
+        "attributed": bool(manifest.get("commit")) and bool(manifest.get("clean")),
+        "sessions": len(sessions),
+        "started": sessions[0]["started"] if sessions else None,
+        "cpu": sessions[0]["machine"]["cpu"] if sessions else None,
+        "software": (sessions[-1]["software"] if sessions else summary.get("software")),
+        "command": sessions[0]["command"] if sessions else None,
+        "config_hash": sessions[0]["config_hash"] if sessions else None,
+    }  # fmt: skip
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in e.items()}
+
+
+def build_index(root: Path) -> list[dict[str, Any]]:
+    runs = sorted({c.parent for c in root.rglob("config.json") if "checkpoints" not in c.parts})
+    out = [e for run in runs if (e := entry(run, root)) is not None]
+
+    def key(e: dict[str, Any]) -> tuple[Any, ...]:
+        return (e["suite"], e["env"] or "", e["algo"] or "", e["variant"], e["seed"] or 0)
+
+    return sorted(out, key=key)
+
+
+def write_index(root: Path) -> Path:
+    index = build_index(root)
+    path = root / INDEX
+    path.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
+    attributed = sum(e["attributed"] for e in index)
+    print(f"wrote {path}: {len(index)} runs, {attributed} attributed to a commit, "
+          f"{len(index) - attributed} not (legacy or uncommitted)")  # fmt: skip
+    return path
