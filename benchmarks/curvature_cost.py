@@ -1,0 +1,89 @@
+"""Cost of the natural-gradient direction per curvature back end, on one batch, interleaved.
+
+    python benchmarks/curvature_cost.py --envs Hopper-v5,HalfCheetah-v5,Walker2d-v5 --repeats 15 --label idle
+
+Per env: trains the MuJoCo preset for three batches (cg), keeps the third batch, the policy and
+the gradient g before its update, then times ``direction.solve`` (g̃ and the exact g̃ᵀFg̃) for
+cg (the preset's CG iterations), kfac, diagonal and empirical on that batch from the same
+parameters, alternating back ends so that a change in machine load hits all of them alike; the
+angle diagnostic is off. With 1 and 2 intra-op threads (``--threads``; training uses
+``update_threads``). Prints the medians (ms) and their ratio to cg, and appends them with
+the label and load average to benchmarks/results/curvature_cost.json (docs/theory.md §9).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trustpg import TRPO
+from trustpg.config.presets import preset_overrides
+from trustpg.config.train_config import TrainConfig
+from trustpg.core import rules
+from trustpg.core.linalg import set_flat_params
+from trustpg.train.trainer import make_direction
+
+RESULTS = Path(__file__).resolve().parent / "results" / "curvature_cost.json"
+BACKENDS = ("cg", "kfac", "diagonal", "empirical")
+
+
+def measure(env: str, repeats: int, threads: int) -> dict[str, Any]:
+    over = {**preset_overrides("mujoco", env), "progress": False, "tensorboard": False, "eval_episodes": 0}
+    seen: dict[str, Any] = {}
+    original = rules.TRPO.update
+
+    def keep(self: rules.TRPO, actor: torch.nn.Module, batch: rules.PolicyBatch) -> rules.StepStats:
+        start = rules._start(actor, batch)
+        seen.update(actor=actor, batch=batch, theta=start.theta, g=start.g)
+        return original(self, actor, batch)
+
+    rules.TRPO.update = keep  # type: ignore[method-assign]
+    try:
+        agent = TRPO(env, seed=0, **over)
+        agent.learn(3 * over["num_envs"] * over["steps_per_env"])
+        agent.close()
+    finally:
+        rules.TRPO.update = original  # type: ignore[method-assign]
+    config = TrainConfig(env=env, **{k: v for k, v in over.items() if k != "steps"})
+    directions = {b: make_direction(config.replace(curvature=b, ng_angle_states=0)) for b in BACKENDS}
+    times: dict[str, list[float]] = {b: [] for b in BACKENDS}
+    torch.set_num_threads(threads)
+    for _ in range(repeats):
+        for b, d in directions.items():
+            set_flat_params(seen["actor"], seen["theta"])
+            times[b].append(1e3 * d.solve(seen["actor"], seen["batch"], seen["g"]).seconds)
+    med = {b: statistics.median(t) for b, t in times.items()}
+    return {
+        "env": env, "threads": threads, "states": int(seen["batch"].obs.shape[0]),
+        "cg_iters": config.cg_iters, "median_ms": med,
+        "ratio_to_cg": {b: med[b] / med["cg"] for b in BACKENDS},
+    }  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--envs", default="Hopper-v5,HalfCheetah-v5,Walker2d-v5")
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--threads", default="1,2", help="intra-op thread counts to time (update_threads)")
+    p.add_argument("--label", required=True, help="what else the machine was doing")
+    args = p.parse_args()
+    threads = [int(t) for t in args.threads.split(",")]
+    rows = [measure(env, args.repeats, n) for env in args.envs.split(",") for n in threads]
+    for r in rows:
+        cells = ", ".join(f"{b} {r['median_ms'][b]:.1f} ms ({r['ratio_to_cg'][b]:.2f}x)" for b in BACKENDS)
+        print(f"{r['env']} ({r['states']} states, CG {r['cg_iters']} iters, {r['threads']} threads): {cells}")
+    entry = {"command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]), "label": args.label,
+             "loadavg": os.getloadavg(), "repeats": args.repeats, "results": rows}  # fmt: skip
+    old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
+    RESULTS.write_text(json.dumps([*old, entry], indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
