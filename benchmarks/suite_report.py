@@ -101,6 +101,71 @@ def tables(groups: dict[tuple[str, str, str], list[dict[str, Any]]], reps: int) 
     return [*lines, "", *seed_lines]
 
 
+def curves_figure(groups: dict[tuple[str, str, str], list[dict[str, Any]]], runs: Path, out: Path) -> None:
+    """Training return against env steps per env: the mean over seeds with a 95 % stratified-
+    bootstrap band (each grid point a task), one line per algorithm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from rliable import library as rly
+    from suite_index import curve, read_rows  # type: ignore[import-not-found]
+
+    envs = sorted({env for _, env, _ in groups})
+    fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 3.2), squeeze=False)
+    for ax, env in zip(axes[0], envs, strict=True):
+        for (_, e, algo), group in sorted(groups.items()):
+            if e != env:
+                continue
+            curves = [curve(read_rows(runs / r["path"])) for r in group]
+            end = min(xs[-1] for xs, _ in curves if xs)
+            grid = np.linspace(0, end, 100)
+            ys = np.array([np.interp(grid, xs, y) for xs, y in curves if xs])
+            point, ci = rly.get_interval_estimates(
+                {"c": ys}, lambda x: x.mean(axis=0), reps=2000, random_state=np.random.RandomState(0)
+            )  # fmt: skip
+            ax.plot(grid, point["c"], label=f"{algo} ({len(ys)} seeds)")
+            ax.fill_between(grid, ci["c"][0], ci["c"][1], alpha=0.25)
+        if env in TARGETS:
+            ax.axhline(TARGETS[env][0], color="grey", lw=0.8, ls="--")
+        ax.set_title(env)
+        ax.set_xlabel("env steps")
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("training return")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def profile_figure(groups: dict[tuple[str, str, str], list[dict[str, Any]]], out: Path) -> None:
+    """Performance profiles (rliable): the fraction of runs whose final evaluation, divided by
+    the env's target, is above τ; across the envs with a target, equal seeds per env."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from rliable import library as rly
+
+    by_algo: dict[str, dict[str, list[float]]] = defaultdict(dict)
+    for (_, env, algo), group in groups.items():
+        if env in TARGETS:
+            by_algo[algo][env] = [r["eval_mean"] / TARGETS[env][0] for r in group]
+    taus = np.linspace(0.0, 1.2, 121)
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for algo, per_env in sorted(by_algo.items()):
+        n = min(len(v) for v in per_env.values())
+        scores = np.array([v[:n] for _, v in sorted(per_env.items())]).T  # [runs, envs]
+        profile, ci = rly.create_performance_profile({algo: scores}, taus)
+        ax.plot(taus, profile[algo], label=f"{algo} ({len(per_env)} envs × {n} seeds)")
+        ax.fill_between(taus, ci[algo][0], ci[algo][1], alpha=0.25)
+    ax.set_xlabel("final evaluation / target (τ)")
+    ax.set_ylabel("fraction of runs > τ")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def unattributed(index: list[dict[str, Any]]) -> list[str]:
     counts: dict[tuple[str, str], int] = defaultdict(int)
     for e in index:
@@ -124,10 +189,17 @@ def write_report(runs: Path, docs: Path, reps: int) -> None:
         "",
         "Targets: " + "; ".join(f"{env} {t:,.0f} ({src})" for env, (t, src) in TARGETS.items()) + ".",
         "",
+        "![curves](figures/suite_curves.png)",
+        "",
+        "![performance profile](figures/suite_profile.png)",
+        "",
         "Runs kept out of every headline row:",
         "",
         *unattributed(index),
     ]
+    if groups:
+        curves_figure(groups, runs, docs / "figures" / "suite_curves.png")
+        profile_figure(groups, docs / "figures" / "suite_profile.png")
     doc = docs / "benchmarks.md"
     text = doc.read_text()
     if MARK.search(text) is None:

@@ -61,3 +61,24 @@ def test_resuming_a_log_written_with_other_columns_keeps_every_cell_under_its_na
     assert list(rows[0]) == COLUMNS
     assert [r["update"] for r in rows] == [1.0, 2.0] and [r["mean_return"] for r in rows] == [5.0, 6.0]
     assert math.isnan(float(rows[0]["update_seconds"])) and rows[1]["update_seconds"] == 0.25
+
+
+def test_plot_reads_a_compressed_log(tmp_path: Path):
+    """Benchmarks keep metrics.csv gzipped (benchmarks/suite.py); trustpg plot reads it as is."""
+    import gzip
+    import json
+
+    from trustpg.io.plotting import expand_runs, load_curve
+
+    run = tmp_path / "run"
+    logger = MetricsLogger(run, tensorboard=False)
+    for i in (1, 2, 3):
+        logger.write(_record(update=i, env_steps=100 * i, mean_return=float(i)))
+    logger.close()
+    (run / "config.json").write_text(json.dumps({"env": "CartPole-v1", "algo": "trpo", "seed": 0}))
+    plain = (run / "metrics.csv").read_bytes()
+    (run / "metrics.csv.gz").write_bytes(gzip.compress(plain))
+    (run / "metrics.csv").unlink()
+    assert expand_runs([tmp_path]) == [run]
+    xs, ys = load_curve(run, "env_steps", "mean_return")
+    assert list(xs) == [100.0, 200.0, 300.0] and list(ys) == [1.0, 2.0, 3.0]

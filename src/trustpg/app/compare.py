@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from trustpg.config.train_config import TrainConfig
-from trustpg.io.logger import read_metrics
+from trustpg.io.logger import metrics_file, read_metrics
 from trustpg.io.plotting import fmt_value, group_configs, load_config, result_fields
 from trustpg.io.rundir import write_atomic
 
@@ -211,8 +211,8 @@ def _state(p: Planned) -> str:
 
 
 def last_steps(run: Path) -> int | None:
-    path = run / "metrics.csv"
-    if not path.is_file():
+    path = metrics_file(run)
+    if path is None:
         return None
     rows = read_metrics(path)
     return int(float(rows[-1]["env_steps"])) if rows else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import math
 import os
 from collections.abc import Mapping
@@ -90,10 +91,19 @@ def _fmt(v: Any) -> Any:
     return v
 
 
+def metrics_file(run: Path) -> Path | None:
+    """A run's metrics.csv, or its compressed metrics.csv.gz (benchmarks keep those), or None."""
+    for name in ("metrics.csv", "metrics.csv.gz"):
+        if (run / name).is_file():
+            return run / name
+    return None
+
+
 def read_metrics(path: Path) -> list[dict[str, float | str]]:
-    """Rows of a metrics.csv with numbers parsed (empty cells become nan)."""
+    """Rows of a metrics.csv (or metrics.csv.gz) with numbers parsed (empty cells become nan)."""
     rows = []
-    with open(path, newline="") as f:
+    opener: Any = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", newline="") as f:
         for raw in csv.DictReader(f):
             row: dict[str, float | str] = {}
             for k, v in raw.items():

@@ -37,7 +37,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from trustpg.config.train_config import TrainConfig
-from trustpg.io.logger import read_metrics
+from trustpg.io.logger import metrics_file, read_metrics
 
 #: Config fields that do not change what a run learns: where it is written, what it displays,
 #: and the speed-only settings (docs/usage.md: results change in float rounding or in equally
@@ -135,8 +135,8 @@ def group_runs(runs: list[Path]) -> dict[Group, list[Path]]:
 
 def load_curve(run: Path, x: str, y: str) -> tuple[np.ndarray, np.ndarray]:
     """(x, y) columns of a run's metrics.csv, rows with a missing y dropped."""
-    path = run / "metrics.csv"
-    if not path.is_file():
+    path = metrics_file(run)
+    if path is None:
         raise ValueError(f"{run} has no metrics.csv")
     rows = read_metrics(path)
     missing = [c for c in (x, y) if rows and c not in rows[0]]
@@ -168,7 +168,7 @@ def expand_runs(paths: Iterable[Path]) -> list[Path]:
         if (p / "config.json").is_file():
             runs.append(p)
         elif p.is_dir():
-            found = sorted(c.parent for c in p.rglob("config.json") if (c.parent / "metrics.csv").is_file())
+            found = sorted(c.parent for c in p.rglob("config.json") if metrics_file(c.parent))
             if not found:
                 raise ValueError(f"{p} holds no run directories (config.json + metrics.csv)")
             runs.extend(found)
