@@ -11,7 +11,7 @@ import numpy as np
 
 from trustpg.config.presets import PRESETS, preset_overrides
 from trustpg.config.train_config import TrainConfig
-from trustpg.io.logger import read_metrics
+from trustpg.io.logger import metrics_file, read_metrics
 from trustpg.io.plotting import plot_runs
 
 CMD = "python benchmarks/mujoco_bench.py"
@@ -39,8 +39,8 @@ def collect(runs: Path) -> dict[tuple[str, str], list[dict]]:
 def _wall_time(run: Path, fallback: float) -> float:
     """Training wall time over all segments of a run: the last ``wall_time`` of metrics.csv (kept
     across resumes in the checkpoint), not summary.json's ``train_seconds`` (the last segment)."""
-    path = run / "metrics.csv"
-    rows = read_metrics(path) if path.exists() else []
+    path = metrics_file(run)
+    rows = read_metrics(path) if path is not None else []
     wall = rows[-1].get("wall_time") if rows else None
     return float(wall) if isinstance(wall, float) and math.isfinite(wall) else fallback
 
@@ -151,7 +151,7 @@ def _ablations(root: Path) -> list[str]:
              "Variants tried against the preset; the runs the notes below refer to. Settings shown are",
              "the run's own (`config.json`). Reproduce one: `python benchmarks/mujoco_bench.py run",
              "--envs ENV --algos ALGO --seeds S --variant NAME --set KEY=VALUE ...` with the settings that",
-             "differ from the preset (`src/trustpg/presets.py`).", "",
+             "differ from the preset (`src/trustpg/config/presets.py`).", "",
              "| variant | algo | seeds | final return (mean ± std) | per-seed | settings | MuJoCo |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, rows in groups.items():
