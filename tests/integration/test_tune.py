@@ -150,3 +150,11 @@ def test_bad_tune_arguments_are_one_line_exit_2(tmp_path, capsys, args, message)
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "tune").exists()
+
+
+def test_without_optuna_tune_says_what_to_install(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna now raises ImportError
+    assert main(["tune", "--out", str(tmp_path / "tune"), "--trials", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'trustpg[tune]'" in err and err.count("\n") == 1
+    assert not (tmp_path / "tune").exists()

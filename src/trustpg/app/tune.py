@@ -142,6 +142,7 @@ def prepare(t: Tune) -> Any:
     from trustpg.io.plotting import result_fields
     from trustpg.io.rundir import check_creatable
 
+    optuna_module()  # not installed: one line (MissingExtra) before anything is created
     check_creatable(t.out)
     t.out.mkdir(parents=True, exist_ok=True)
     study = open_study(t)
