@@ -47,6 +47,7 @@ def test_seeds_with_a_run_name(tmp_path):
         (["--seeds", "0", "--seed", "1"], "cannot be combined with --seed"),
         (["--seeds", "0", "--resume", "runs/x"], "cannot be combined with --resume"),
         (["--seeds", "0", "--jobs", "0"], "--jobs 0 is invalid"),
+        (["--seeds", "0", "--jobs"], "argument --jobs: expected one argument"),
         (["--seeds", "0", "--env", "CartPol-v1"], "Did you mean CartPole-v1"),
         (["--seeds", "0", "--max-kl", "-1"], "max_kl=-1.0"),
     ],

@@ -140,6 +140,7 @@ def test_bad_search_space_is_one_line_exit_2_and_creates_nothing(tmp_path, capsy
     "args, message",
     [
         (["--trials", "0"], "--trials must be >= 1"),
+        (["--algo", "ppo"], "argument --algo: invalid choice: 'ppo'"),
         (["--seed", "1", "--run-name", "x"], "trustpg tune sets --run-name itself"),
         (["--space", "/nonexistent/space.toml"], "--space /nonexistent/space.toml: no such file"),
         (["--env", "CartPol-v1"], "CartPol-v1"),

@@ -8,10 +8,19 @@ reads the same wherever it happened.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from trustpg.errors import CheckpointError, EnvFault, MissingExtra, TrainingFault, UserError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad option as a UserError (one line, exit 2), not usage + error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message} (see {self.prog} --help)")
 
 
 def fail(msg: str) -> int:

@@ -14,10 +14,10 @@ the command lists the runs to continue with ``trustpg train --resume`` and exits
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
+from trustpg.app.guard import OneLineParser
 from trustpg.app.train_args import parse_train_args
 from trustpg.app.workers import Pool, overall_status
 from trustpg.config.train_config import MAX_SEED, TrainConfig, usable_cores
@@ -40,7 +40,7 @@ def _int(flag: str, text: str, low: int, high: int) -> int:
 
 def parse_seeds(argv: list[str]) -> tuple[list[int], int, list[str]]:
     """(seeds, parallel jobs, the other train flags); UserError (one line) for bad values."""
-    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre = OneLineParser(prog="trustpg train", add_help=False, allow_abbrev=False)
     pre.add_argument("--seeds", nargs="*", default=[])
     pre.add_argument("--jobs", default=None)
     known, rest = pre.parse_known_args(argv)
@@ -109,7 +109,8 @@ def train_seeds(argv: list[str]) -> int:
     def tick() -> None:
         print("  " + ", ".join(f"s{c.seed} {last_steps(r) or 0}/{c.steps}" for c, r in zip(configs, runs)))
 
-    pool = Pool([(train_one, (c,)) for c in configs], jobs, tick=tick, tick_seconds=30.0)
+    bars = any(c.progress for c in configs)  # one run at a time shows its own progress bar
+    pool = Pool([(train_one, (c,)) for c in configs], jobs, tick=None if bars else tick, tick_seconds=30.0)
     statuses = pool.run()
     print(summary_table({r: c.to_dict() for r, c in zip(runs, configs)}), end="")
     unfinished = [r for r in runs if not finished(r)]

@@ -17,11 +17,11 @@ that Ctrl-C cut short is tried again with the same parameters. Results: ``OUT/tr
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
 
+from trustpg.app.guard import OneLineParser
 from trustpg.app.train_args import parse_train_args
 from trustpg.app.tune_space import load_space
 from trustpg.app.tune_trial import BadTrial, Tune, objective, optuna_module
@@ -34,7 +34,7 @@ INTERRUPTED = 130
 
 
 def parse_args(argv: list[str]) -> Tune:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="trustpg tune", allow_abbrev=False,
         description="Search hyperparameters with Optuna (TPE sampler, median pruner). Rerun the "
         "same command to continue an interrupted tune.",
