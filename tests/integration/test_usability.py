@@ -111,6 +111,25 @@ def test_periodic_eval_keeps_best_checkpoint_and_eval_reads_it(tmp_path, capsys)
     assert "stochastic, 2 episodes" in capsys.readouterr().out
 
 
+def test_eval_of_a_run_whose_training_batch_does_not_fit_here(tmp_path, capsys, monkeypatch):
+    """A run trained on a bigger machine: its batches would not fit in this one's memory, but
+    evaluating it needs no batch, so eval loads it without one (and without its workers)."""
+    import trustpg.io.memory as memory
+
+    run = _train(tmp_path, "big")
+    config = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
+    obs_dim, act_dim = 4, 2  # CartPole: 4 observations, 2 logits
+    model = memory.estimate_model_bytes(obs_dim, act_dim, config.hidden_sizes, config.critic_hidden_sizes)
+    one = memory.estimate_batch_bytes(1, 1, obs_dim, act_dim, config.hidden_sizes)
+    assert config.num_envs * config.steps_per_env >= 16  # the training batch needs far more
+    monkeypatch.setattr(memory, "available_memory", lambda: model + 4 * one)
+    with pytest.raises(ValueError, match="of memory is available"):  # training sizes do not fit...
+        Agent.load(run / "checkpoints" / "last")
+    capsys.readouterr()
+    assert main(["eval", str(run), "--episodes", "2"]) == 0  # ...evaluation does
+    assert "deterministic, 2 episodes" in capsys.readouterr().out
+
+
 def test_eval_video_writes_an_mp4(tmp_path, capsys):
     pytest.importorskip("moviepy")
     pytest.importorskip("pygame")  # CartPole renders with pygame

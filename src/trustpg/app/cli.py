@@ -78,7 +78,7 @@ def _check_video_target(out: Path) -> None:
 
 
 def cmd_eval(argv: list[str]) -> int:
-    from trustpg.train.agent import Agent
+    from trustpg.train.agent import FOR_EVALUATION, Agent
 
     p = argparse.ArgumentParser(prog="trustpg eval", description="Evaluate a trained agent.")
     p.add_argument("run", type=Path, help="run directory or .safetensors checkpoint")
@@ -107,7 +107,7 @@ def cmd_eval(argv: list[str]) -> int:
     import_env_modules(args.env_module)
     if args.video is not None and not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", "egl")  # headless MuJoCo rendering
-    agent = Agent.load(_checkpoint_for(args.run, args.checkpoint))
+    agent = Agent.load(_checkpoint_for(args.run, args.checkpoint), **FOR_EVALUATION)
     mean, std, _ = agent.evaluate(args.episodes, args.deterministic, args.seed, video=args.video,
                                   max_episode_steps=args.max_episode_steps)  # fmt: skip
     if args.video is not None:

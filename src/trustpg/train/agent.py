@@ -31,6 +31,9 @@ from trustpg.train.lifecycle import StopFlag, run_summary
 from trustpg.train.trainer import Trainer, torch_threads
 
 log = logging.getLogger("trustpg")
+#: Overrides for loading a checkpoint only to act or evaluate: no training batch, no workers, so
+#: a run trained with batches this machine cannot hold can still be evaluated here.
+FOR_EVALUATION: dict[str, Any] = {"num_envs": 1, "steps_per_env": 1, "workers": 0, "vectorization": "sync"}
 #: Steps after which evaluation cuts an episode of an env without a time limit (max_episode_steps).
 EVAL_MAX_STEPS = 100_000
 
