@@ -10,14 +10,15 @@ with ``--variant NAME --set KEY=VALUE ...`` (the preset plus these ``trustpg tra
 lives in bench-runs/ablations/<env>__<NAME>__<algo>__s<seed>/ and the report's ablation table
 lists it;
 a run with a summary.json is finished and skipped, an unfinished trustpg run is resumed
-from its last checkpoint. trustpg runs use ``trustpg train --preset mujoco``; sb3-trpo runs use
-benchmarks/sb3_runner.py (RL Zoo hyperparameters; needs ``pip install -e .[bench]``).
+from its last checkpoint. trustpg runs train through ``trustpg train``'s orchestrator with the
+mujoco preset; sb3-trpo runs use benchmarks/sb3_runner.py (RL Zoo hyperparameters; needs
+``pip install -e .[bench]``). This is the layout of the runs made before 2026-12-02, which have no
+manifest; the benchmark of record (commit in the path, an index, intervals) is benchmarks/suite.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
@@ -40,35 +41,30 @@ def run_dir(env: str, algo: str, seed: int, variant: str | None) -> Path:
     return RUNS.parent / "ablations" / f"{env}__{variant}__{algo}__s{seed}"
 
 
-def override_flags(sets: list[str]) -> list[str]:
-    """``KEY=VALUE`` pairs as ``trustpg train`` flags (``max_kl_final=0.002`` -> ``--max-kl-final 0.002``)."""
-    flags: list[str] = []
-    for item in sets:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set takes KEY=VALUE (a TrainConfig field), got {item!r}")
-        flags += [f"--{key.replace('_', '-')}", *value.split()]  # "vf_hidden_sizes=256 256"
-    return flags
-
-
 def run_one(env: str, algo: str, seed: int, steps: int, variant: str | None = None,
             sets: list[str] | None = None) -> None:  # fmt: skip
+    """One run through the run orchestrator (``trustpg train``'s own code path, in this process)."""
+    from suite import parse_sets  # type: ignore[import-not-found]  # benchmarks/suite.py
+
+    from trustpg.app.run import train_in_dir
+    from trustpg.config.presets import preset_overrides
+    from trustpg.config.train_config import TrainConfig
+
     out = run_dir(env, algo, seed, variant)
     if (out / "summary.json").exists():
         print(f"done already: {out}")
         return
     if algo == "sb3-trpo":
-        cmd = [sys.executable, str(ROOT / "benchmarks" / "sb3_runner.py"), "--env", env,
-               "--seed", str(seed), "--steps", str(steps), "--out", str(out)]  # fmt: skip
-    elif (out / "checkpoints" / "last.safetensors").exists():
-        cmd = ["trustpg", "train", "--resume", str(out), "--no-progress"]
-    else:
-        cmd = ["trustpg", "train", "--preset", "mujoco", "--env", env, "--algo", algo,
-               "--seed", str(seed), "--steps", str(steps), "--run-dir", str(out.parent),
-               "--run-name", out.name, "--no-progress", "--checkpoint-every", "50",
-               *override_flags(sets or [])]  # fmt: skip
-    print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+        import sb3_runner  # type: ignore[import-not-found]
+
+        sb3_runner.run(env, seed, steps, out)
+        return
+    over = {**preset_overrides("mujoco", env), **parse_sets(sets or [])}
+    over.update(steps=steps, progress=False, checkpoint_every=50, run_dir=out.parent, run_name=out.name)
+    config = TrainConfig(env=env, algo=algo, seed=seed, **over)
+    resume = out if (out / "checkpoints" / "last.safetensors").exists() else None
+    if train_in_dir(config, resume) != 0:
+        raise SystemExit(f"{out}: training failed")
 
 
 def main() -> None:
