@@ -48,9 +48,7 @@ def _wall_time(run: Path, fallback: float) -> float:
 def write_report(runs: Path, doc: Path, fig: Path, targets: dict) -> None:
     data = collect(runs)
     lines = [
-        "# Benchmarks",
-        "",
-        "## MuJoCo learning (1M environment steps per run)",
+        "## MuJoCo learning, earlier runs (1M environment steps per run; no manifests)",
         "",
         "Deterministic evaluation return (10 episodes) of the final policy; mean ± std across seeds,",
         "then the per-seed numbers. Wall time and steps/s are per run, measured on this 2-core",
@@ -98,11 +96,13 @@ def write_report(runs: Path, doc: Path, fig: Path, targets: dict) -> None:
     lines += ["", f"![learning curves](figures/{fig.name})", ""]
     lines += _ablations(runs.parent / "ablations")
     doc.parent.mkdir(parents=True, exist_ok=True)
-    marker = "<!-- mujoco-report-end -->"
-    rest = ""
+    start, marker = "<!-- mujoco-report-start -->", "<!-- mujoco-report-end -->"
+    before, rest = "# Benchmarks\n\n", ""
     if doc.exists() and marker in doc.read_text():
-        rest = doc.read_text().split(marker, 1)[1]
-    doc.write_text("\n".join(lines) + "\n" + marker + rest)
+        text = doc.read_text()
+        before = text.split(start, 1)[0] if start in text else before
+        rest = text.split(marker, 1)[1]
+    doc.write_text(before + start + "\n" + "\n".join(lines) + "\n" + marker + rest)
     _plot(data, fig)
 
 
