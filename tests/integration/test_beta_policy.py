@@ -96,13 +96,16 @@ def test_cli_action_dist_beta_trains_saves_and_evaluates(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_trpo_beta_pendulum_within_250k_steps():
-    # Measured at this commit (seeds 0-9, final evaluation of 10 episodes): see the bar below.
+    # Measured at b581d6d, seeds 0-9, the Pendulum preset: final evaluations -245 to -128 (median
+    # -154; untrained -1,169 to -1,021), training return of the last 10 updates -370 to -174 (one
+    # seed below -300). The Gaussian's seeds 0-9 end at -182 to -128 (test_learning.py). Median of
+    # seeds 0-2 against the Gaussian test's bar, -250, which every measured seed clears.
     runs = train_seeds(
         lambda seed: TRPO(
             "Pendulum-v1", seed=seed, action_dist="beta", **preset_overrides("classic", "Pendulum-v1")
         ),
         250_000,
     )
-    assert median(r.final for r in runs) >= -300, summary(runs)
+    assert median(r.final for r in runs) >= -250, summary(runs)
     assert median(r.late_return for r in runs) >= -300, summary(runs)
     assert all(row["measured_kl"] <= 0.01 + 1e-9 for r in runs for row in r.rows if not row["skipped"])
