@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from trustpg.config.presets import preset_overrides
-from trustpg.experiments._common import check_budget, markdown_table, save_figure, write_csv
+from trustpg.experiments._common import check_budget, final_and_auc, markdown_table, save_figure, write_csv
 
 #: variant → TrainConfig overrides (TRPO throughout).
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -89,6 +89,14 @@ def _source() -> dict[str, Any]:
     return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "-uno"))}
 
 
+def _auc(run: Path) -> float:
+    """Mean training return over the run's updates (area under the learning curve / steps)."""
+    from trustpg.io.logger import read_metrics
+
+    returns = [float(r["mean_return"]) for r in read_metrics(run / "metrics.csv")]
+    return final_and_auc(returns)[1]
+
+
 def _median(rows: list[dict[str, Any]], key: str) -> float:
     v = np.array([float(r[key]) for r in rows if not r["skipped"]], dtype=float)
     v = v[np.isfinite(v)]
@@ -116,6 +124,7 @@ def summarize(out: Path) -> list[dict[str, Any]]:
                 "env_steps": int(max(float(r["env_steps"]) for r in rows)),
                 "final_return": float(np.mean(evals)), "final_std": float(np.std(evals)),
                 "per_seed": " ".join(f"{e:.0f}" for e in evals),
+                "train_auc": float(np.mean([_auc(p) for p in runs])),
                 "solve_s": solve, "solve_vs_cg": solve / cg_solve if cg_solve > 0 else math.nan,
                 "update_s": _median(rows, "update_seconds"),
                 "ng_angle": _median(rows, "ng_angle"), "grad_angle": _median(rows, "grad_angle"),
