@@ -61,12 +61,17 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 def variant_name(env: str, sets: dict[str, Any]) -> str:
     """``preset``, or the fields of ``sets`` that differ from the mujoco preset, sorted."""
+    import json
+
     from trustpg.config.presets import preset_overrides
     from trustpg.config.train_config import TrainConfig
 
-    base = TrainConfig(env=env, **preset_overrides("mujoco", env)).to_dict()
-    diff = {k: v for k, v in sets.items() if base.get(k) != v}
-    return ",".join(f"{k}={v}" for k, v in sorted(diff.items())).replace(" ", "") or "preset"
+    preset = preset_overrides("mujoco", env)
+    base = TrainConfig(env=env, **preset).to_dict()
+    ours = TrainConfig(env=env, **{**preset, **sets}).to_dict()  # compared as the config stores them
+    diff = {k: ours[k] for k in sets if base.get(k) != ours[k]}
+    text = ",".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in sorted(diff.items()))
+    return text or "preset"  # values as --set takes them: normalize_obs=false, hidden_sizes=[32,32]
 
 
 def commit_dir() -> str:
