@@ -1,0 +1,66 @@
+"""The benchmark of record's index and headline rule (benchmarks/suite_index.py, suite_report.py):
+legacy runs are never attributed, one commit per headline row, the area under the curve."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import suite
+import suite_index
+import suite_report
+
+
+def _run(root: Path, rel: str, seed: int, ret: float, commit: str | None, dirty: bool = False) -> Path:
+    run = root / rel
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"env": "Hopper-v5", "algo": "trpo", "seed": seed}))
+    (run / "summary.json").write_text(json.dumps({"env_steps": 300, "eval_mean": ret, "train_seconds": 3.0}))
+    csv = "update,env_steps,mean_return,wall_time\n1,100,0.0,1.0\n2,200,,2.0\n3,300,30.0,3.0\n"
+    (run / "metrics.csv.gz").write_bytes(gzip.compress(csv.encode()))
+    if commit is not None:
+        session = {"commit": commit, "dirty": dirty, "started": f"2026-12-02T10:0{seed}:00+00:00",
+                   "machine": {"cpu": "x"}, "software": {}, "command": "c", "config_hash": "h"}  # fmt: skip
+        manifest = {"sessions": [session], "commit": commit, "clean": not dirty}
+        (run / "manifest.json").write_text(json.dumps(manifest))
+    return run
+
+
+def test_area_under_the_curve_carries_the_last_return_over_updates_without_episodes():
+    xs, ys = suite_index.curve([{"env_steps": 100, "mean_return": 0.0},
+                                {"env_steps": 200, "mean_return": math.nan},
+                                {"env_steps": 300, "mean_return": 30.0}])  # fmt: skip
+    assert (xs, ys) == ([100, 200, 300], [0.0, 0.0, 30.0])
+    assert suite_index.area_under_curve(xs, ys) == pytest.approx((0 + 15 * 100) / 200)
+
+
+def test_index_attributes_only_committed_suite_runs_and_headlines_one_commit(tmp_path):
+    for seed, ret in enumerate([100.0, 110.0, 120.0]):
+        _run(tmp_path, f"mujoco-v5/aaaa/Hopper-v5/trpo/preset/s{seed}", seed, ret, "a" * 40)
+    _run(tmp_path, "mujoco-v5/bbbb/Hopper-v5/trpo/preset/s0", 0, 9999.0, "b" * 40)  # fewer seeds
+    _run(tmp_path, "mujoco-v5/cccc/Hopper-v5/trpo/preset/s1", 1, 9999.0, "c" * 40, dirty=True)
+    _run(tmp_path, "mujoco/Hopper-v5/trpo/s0", 0, 9999.0, None)  # legacy: no manifest
+    index = suite_index.build_index(tmp_path)
+    by_path = {e["path"]: e for e in index}
+    assert not by_path["mujoco/Hopper-v5/trpo/s0"]["attributed"]
+    assert by_path["mujoco/Hopper-v5/trpo/s0"]["layout"] == "legacy"
+    assert not by_path["mujoco-v5/cccc/Hopper-v5/trpo/preset/s1"]["attributed"]
+    assert by_path["mujoco-v5/aaaa/Hopper-v5/trpo/preset/s0"]["auc"] == pytest.approx(7.5)
+    groups = suite_report.headline_groups(index)
+    assert list(groups) == [("mujoco-v5", "Hopper-v5", "trpo")]
+    row = groups[("mujoco-v5", "Hopper-v5", "trpo")]
+    assert [r["eval_mean"] for r in row] == [100.0, 110.0, 120.0]  # commit a: most seeds, nothing mixed in
+
+
+def test_variant_names_are_the_differences_from_the_preset():
+    assert suite.variant_name("Hopper-v5", {}) == "preset"
+    assert suite.variant_name("Hopper-v5", suite.parse_sets(["cg_iters=10"])) == "preset"  # the preset's own
+    name = suite.variant_name("Hopper-v5", suite.parse_sets(["normalize_obs=false", "hidden_sizes=[32,32]"]))
+    assert name == "hidden_sizes=[32,32],normalize_obs=false"
+    assert suite.seeds("0-2,7") == [0, 1, 2, 7]
