@@ -225,8 +225,10 @@ def test_cli_interrupt_and_resume_equals_uninterrupted_run(tmp_path):
     # The manifest records both sessions, each with its command, and one config (same hash).
     sessions = json.loads((run / "manifest.json").read_text())["sessions"]
     assert len(sessions) == 2 and "--resume" in sessions[1]["command"]
-    assert sessions[0]["config_hash"] == sessions[1]["config_hash"] == config_hash(
-        json.loads((run / "config.json").read_text())
+    assert (
+        sessions[0]["config_hash"]
+        == sessions[1]["config_hash"]
+        == config_hash(json.loads((run / "config.json").read_text()))
     )
 
 

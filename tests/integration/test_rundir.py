@@ -193,3 +193,17 @@ def test_the_python_api_leaves_a_run_directory_the_command_line_accepts(tmp_path
     with pytest.raises(ValueError, match="already holds a run"):
         fresh.learn(128, run_dir=run)  # a new agent never writes over a run with a checkpoint
     fresh.close()
+
+
+def test_resume_refuses_another_action_distribution_and_accepts_a_config_older_than_a_field(tmp_path, capsys):
+    assert _train(tmp_path, "p", "--env", "Pendulum-v1", "--steps", "256") == 0
+    run = tmp_path / "p"
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--steps", "512", "--action-dist", "beta"]) == 2
+    line = _one_error_line(capsys)
+    assert "action_dist='gaussian'" in line and "action_dist='beta'" in line
+    # A run saved before a field existed (its config.json lacks it) had that field's default.
+    config = json.loads((run / "config.json").read_text())
+    del config["action_dist"]
+    (run / "config.json").write_text(json.dumps(config))
+    assert main(["train", "--resume", str(run), "--steps", "512", "--no-progress"]) == 0

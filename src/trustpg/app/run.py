@@ -34,12 +34,15 @@ from trustpg.io.rundir import (
 #: load weights into a network of another shape, so ``--resume`` refuses to change them.
 IDENTITY = (
     "algo", "env", "env_kwargs", "seed", "hidden_sizes", "vf_hidden_sizes", "activation",
-    "num_envs", "normalize_obs", "normalize_reward", "vpg_optimizer",
+    "num_envs", "normalize_obs", "normalize_reward", "vpg_optimizer", "action_dist",
 )  # fmt: skip
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any], fields: tuple[str, ...]) -> list[str]:
-    return [f for f in fields if a.get(f) != b.get(f)]
+    """Fields that differ; a field missing from a config (saved before the field existed) has
+    the value it had then: the default."""
+    default = TrainConfig().to_dict()
+    return [f for f in fields if a.get(f, default.get(f)) != b.get(f, default.get(f))]
 
 
 def saved_config(run: Path) -> dict[str, Any]:
