@@ -140,6 +140,9 @@ def test_bad_search_space_is_one_line_exit_2_and_creates_nothing(tmp_path, capsy
     "args, message",
     [
         (["--trials", "0"], "--trials must be >= 1"),
+        (["--workers", "2", "--jobs", "2"], "not both"),
+        (["--ray-address", "auto"], "--ray-address needs --workers N"),
+        (["--workers", "2", "--ray-address", "auto"], "cannot share a SQLite file"),
         (["--algo", "ppo"], "argument --algo: invalid choice: 'ppo'"),
         (["--seed", "1", "--run-name", "x"], "trustpg tune sets --run-name itself"),
         (["--space", "/nonexistent/space.toml"], "--space /nonexistent/space.toml: no such file"),
@@ -159,3 +162,13 @@ def test_without_optuna_tune_says_what_to_install(tmp_path, capsys, monkeypatch)
     err = capsys.readouterr().err
     assert "pip install 'trustpg[tune]'" in err and err.count("\n") == 1
     assert not (tmp_path / "tune").exists()
+
+
+def test_trials_as_ray_tasks(tmp_path, capsys):
+    """--workers: the tune processes run as Ray tasks on a local Ray instance, same study and results."""
+    pytest.importorskip("ray")
+    assert main([*tune_args(tmp_path, 3), "--workers", "2"]) == 0
+    trials = study(tmp_path).trials
+    assert len(trials) == 3 and all(t.state.name == "COMPLETE" for t in trials)
+    assert (tmp_path / "tune" / "best.toml").is_file()
+    assert "best: trial" in capsys.readouterr().out

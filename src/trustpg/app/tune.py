@@ -8,7 +8,8 @@ each evaluation is reported to Optuna, whose median pruner stops a trial that fa
 median of earlier trials at the same step. The trial's value is its final evaluation.
 
 The study lives in SQLite (``OUT/study.db``, or ``--storage``): several ``trustpg tune``
-processes (``--jobs N`` starts them) share it, and rerunning the same command continues an
+processes (``--jobs N`` starts them, ``--workers N`` runs them as Ray tasks:
+:mod:`trustpg.app.tune_ray`) share it, and rerunning the same command continues an
 interrupted tune up to ``--trials`` finished trials in all (complete, pruned or failed); a trial
 that Ctrl-C cut short is tried again with the same parameters. Results: ``OUT/trials.md`` and
 ``OUT/trials.csv`` (every trial), ``OUT/best.toml`` (the best trial's config:
@@ -52,14 +53,23 @@ def parse_args(argv: list[str]) -> Tune:
     p.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///OUT/study.db)")
     p.add_argument("--study-name", default="tune", help="study name in the storage (default tune)")
     p.add_argument("--jobs", type=int, default=1, help="tune processes sharing the study (default 1)")
+    p.add_argument("--workers", type=int, default=0, help="run the tune processes as this many Ray "
+                   "tasks instead (pip install 'trustpg[ray]')")  # fmt: skip
+    p.add_argument("--ray-address", default=None, help="with --workers: a running Ray cluster "
+                   "(needs --storage with a database URL every node reaches)")  # fmt: skip
     p.add_argument("--evals", type=int, default=5, help="evaluations per trial, reported for pruning")
     p.add_argument("--eval-episodes", type=int, default=5, help="episodes per evaluation (default 5)")
     p.add_argument("--seed", type=int, default=0, help="training seed of every trial and the sampler's")
     p.add_argument("--no-prune", dest="prune", action="store_false", help="never stop a trial early")
     args, rest = p.parse_known_args(argv)
-    for name, low in (("trials", 1), ("steps", 1), ("jobs", 1), ("evals", 1), ("eval_episodes", 1)):
+    lows = (("trials", 1), ("steps", 1), ("jobs", 1), ("workers", 0), ("evals", 1), ("eval_episodes", 1))
+    for name, low in lows:
         if getattr(args, name) < low:
             raise UserError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(args, name)}")
+    if args.workers and args.jobs > 1:
+        raise UserError("give --jobs (processes here) or --workers (Ray tasks), not both")
+    if args.ray_address is not None and not args.workers:
+        raise UserError("--ray-address needs --workers N (the Ray tasks to run there)")
     if args.jobs > usable_cores():
         raise UserError(f"--jobs {args.jobs}: this machine has {usable_cores()} usable cores")
     clash = [a for a in rest if a.split("=", 1)[0] in RESERVED]
@@ -73,7 +83,12 @@ def parse_args(argv: list[str]) -> Tune:
     base = base.replace(run_dir=out, progress=False)
     space = load_space(args.space, args.algo, base, _continuous(base.env))
     storage = args.storage or f"sqlite:///{(out / 'study.db').absolute()}"
-    return Tune(base, space, out, storage, args.study_name, args.trials, args.evals, args.prune, args.jobs)
+    if args.workers:
+        from trustpg.app.tune_ray import check_ray
+
+        check_ray(storage, args.ray_address)
+    return Tune(base, space, out, storage, args.study_name, args.trials, args.evals, args.prune,
+                args.jobs, args.workers, args.ray_address)  # fmt: skip
 
 
 def _continuous(env: str) -> bool:
@@ -174,9 +189,13 @@ def tune_main(argv: list[str]) -> int:
     status = 0
     if done < t.trials:
         left = t.trials - done
-        jobs = min(t.jobs, left)
+        jobs = min(t.workers or t.jobs, left)
         shares = [left // jobs + (w < left % jobs) for w in range(jobs)]  # N in all, none more
-        if jobs == 1:
+        if t.workers:
+            from trustpg.app.tune_ray import run_on_ray
+
+            status = run_on_ray(t, shares, t.ray_address)
+        elif jobs == 1:
             status = tune_worker(t, 0, left)
         else:
             pool = Pool([(tune_worker, (t, w, shares[w])) for w in range(jobs)], jobs)

@@ -26,6 +26,8 @@ class Tune:
     evals: int
     prune: bool
     jobs: int
+    workers: int = 0  # Ray tasks instead of --jobs processes (trustpg.app.tune_ray)
+    ray_address: str | None = None
 
 
 class BadTrial(Exception):
