@@ -13,15 +13,15 @@ def test_options_choose_the_runs_and_finished_runs_are_reused(tmp_path, capsys):
     argv = ["experiment", "curvature", "--out", str(out), "--smoke", "--envs", "CartPole-v1",
             "--variants", "diagonal,kfac-maxkl", "--seeds", "3", "--steps", "512"]  # fmt: skip
     assert main(argv) == 0
-    runs = sorted(p.relative_to(out / "runs").as_posix() for p in (out / "runs").glob("*/*/*"))
+    runs = sorted(p.relative_to(out).as_posix() for p in out.glob("*/*/s*"))
     assert runs == ["CartPole-v1/diagonal/s3", "CartPole-v1/kfac-maxkl/s3"]
-    ev = json.loads((out / "runs/CartPole-v1/diagonal/s3/eval.json").read_text())
+    ev = json.loads((out / "CartPole-v1/diagonal/s3/eval.json").read_text())
     assert {"mean", "returns", "source", "stopped"} <= set(ev)
     table = (out / "results.md").read_text()
     assert "| CartPole-v1 | diagonal | 1 | 512 |" in table
-    stamp = (out / "runs/CartPole-v1/diagonal/s3/eval.json").stat().st_mtime_ns
+    stamp = (out / "CartPole-v1/diagonal/s3/eval.json").stat().st_mtime_ns
     assert main(argv) == 0  # finished: not trained again
-    assert (out / "runs/CartPole-v1/diagonal/s3/eval.json").stat().st_mtime_ns == stamp
+    assert (out / "CartPole-v1/diagonal/s3/eval.json").stat().st_mtime_ns == stamp
     capsys.readouterr()
 
 

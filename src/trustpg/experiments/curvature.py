@@ -1,7 +1,7 @@
 """Answering the seed's limitation of NPG ("computing the Fisher information matrix; costly to
 invert"): TRPO with each curvature back end, and with mean vs max KL as the constraint.
 
-Per (env, variant, seed) one training run in ``OUT/runs/ENV/VARIANT/sSEED`` (``metrics.csv``,
+Per (env, variant, seed) one training run in ``OUT/ENV/VARIANT/sSEED`` (``metrics.csv``,
 ``config.json``, ``summary.json`` and ``eval.json``: the deterministic return of the final policy
 over 10 episodes). A finished run (``eval.json`` present) is not trained again, so the experiment
 can be stopped and rerun, and run piecewise (``--envs``, ``--variants``, ``--seeds``). Then, from
@@ -47,12 +47,12 @@ EVAL_EPISODES = 10
 
 
 def run_one(out: Path, env: str, variant: str, seed: int, steps: int, smoke: bool) -> Path:
-    """Train one run into ``out/runs/env/variant/sSEED`` (unless it is finished) and evaluate it."""
+    """Train one run into ``out/env/variant/sSEED`` (unless it is finished) and evaluate it."""
     from trustpg import TRPO, Agent
     from trustpg.errors import TrainingFault
     from trustpg.io.rundir import checkpoint_file
 
-    run = out / "runs" / env / variant / f"s{seed}"
+    run = out / env / variant / f"s{seed}"
     if (run / "eval.json").is_file():
         return run
     preset, _ = ENVS.get(env, ("classic", 0))
@@ -76,6 +76,11 @@ def run_one(out: Path, env: str, variant: str, seed: int, steps: int, smoke: boo
     record = {"mean": mean, "std": std, "returns": returns, "stopped": stopped, "source": _source()}
     (run / "eval.json").write_text(json.dumps(record))
     return run
+
+
+def _env_dirs(out: Path) -> list[Path]:
+    """``out/ENV`` for every env with runs (the layout of bench-runs/: suite/env/variant/seed)."""
+    return sorted({p.parent.parent for p in out.glob("*/*/s*") if p.is_dir() and p.parent.name in VARIANTS})
 
 
 def _source() -> dict[str, Any]:
@@ -108,7 +113,7 @@ def summarize(out: Path) -> list[dict[str, Any]]:
     from trustpg.io.logger import read_metrics
 
     table = []
-    for env_dir in sorted((out / "runs").glob("*")):
+    for env_dir in _env_dirs(out):
         cg_solve = math.nan
         for variant in VARIANTS:
             runs = sorted(p for p in (env_dir / variant).glob("s*") if (p / "eval.json").is_file())
@@ -139,7 +144,7 @@ def _curves(out: Path) -> list[Path]:
     from trustpg.io.logger import read_metrics
 
     paths = []
-    for env_dir in sorted((out / "runs").glob("*")):
+    for env_dir in _env_dirs(out):
         fig, ax = plt.subplots(figsize=(6, 4))
         for variant in VARIANTS:
             runs = sorted(p for p in (env_dir / variant).glob("s*") if (p / "eval.json").is_file())
