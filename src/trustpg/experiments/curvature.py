@@ -60,6 +60,7 @@ def run_one(out: Path, env: str, variant: str, seed: int, steps: int, smoke: boo
     config.update(steps=steps, seed=seed, progress=False, tensorboard=False, eval_episodes=0)
     if smoke:
         config.update(num_envs=2, steps_per_env=64, ng_angle_states=64)
+    source = _source()  # before training: the commit whose code this process runs
     stopped = ""
     if checkpoint_file(run).is_file():  # an interrupted run: continue it
         agent = Agent.load(checkpoint_file(run))
@@ -73,7 +74,7 @@ def run_one(out: Path, env: str, variant: str, seed: int, steps: int, smoke: boo
         stopped = str(e)
     mean, std, returns = agent.evaluate(1 if smoke else EVAL_EPISODES, seed=10_000 + seed)
     agent.close()
-    record = {"mean": mean, "std": std, "returns": returns, "stopped": stopped, "source": _source()}
+    record = {"mean": mean, "std": std, "returns": returns, "stopped": stopped, "source": source}
     (run / "eval.json").write_text(json.dumps(record))
     return run
 
