@@ -125,8 +125,9 @@ def test_ctrl_c_during_the_final_evaluation_keeps_the_trained_run(tmp_path):
     proc = _start(run, "--steps", "512", "--eval-episodes", "1000000")
 
     def evaluating() -> bool:
-        path = run / "checkpoints" / "last.safetensors"
-        return proc.poll() is not None or (path.exists() and load_checkpoint(path)[1]["env_steps"] >= 512)
+        # summary.json is written once training has ended, just before the evaluation starts
+        # (the last checkpoint comes earlier: under load a Ctrl-C after it could land in training).
+        return proc.poll() is not None or (run / "summary.json").exists()
 
     _wait_for(evaluating, "training to end")
     time.sleep(0.5)

@@ -290,4 +290,6 @@ def test_job_fits_in_the_pipe_so_submit_does_not_wait_for_the_child() -> None:
     reply = proc.result()
     proc.close()
     want = cw.fit({**job, "perms": job["perms"].astype(np.int64)})
-    np.testing.assert_array_equal(reply["params"], want["params"])
+    # The child runs OpenBLAS on one thread, this process on as many as it likes: the sums in the
+    # matrix products are grouped differently, so the same fit agrees to float32 rounding only.
+    np.testing.assert_allclose(reply["params"], want["params"], rtol=1e-4, atol=1e-6)
