@@ -26,7 +26,7 @@ from trustpg.core.distributions import Distribution, detach
 from trustpg.core.linalg import angle_degrees, flat_grad, flat_params, set_flat_params
 from trustpg.core.line_search import NO_KLS, KLMode, KLs, backtracking_line_search, measure_kls
 from trustpg.core.optim import Adam
-from trustpg.core.update import PolicyBatch, StepStats, surrogate, trust_region_scale_of
+from trustpg.core.update import PolicyBatch, SkipReason, StepStats, surrogate, trust_region_scale_of
 
 
 @dataclass
@@ -58,7 +58,7 @@ def _evaluate(policy: nn.Module, batch: PolicyBatch, s: _Start) -> tuple[float, 
         return float(surrogate(dist, batch, s.logp_old)), measure_kls(s.old, dist)
 
 
-def _skip(s: _Start, reason: str, sol: Solution | None = None, angle: float = math.nan) -> StepStats:
+def _skip(s: _Start, reason: SkipReason, sol: Solution | None = None, angle: float = math.nan) -> StepStats:
     return StepStats(
         s.surr, s.surr, math.nan, 0.0, sol.residual if sol else math.nan,
         sol.iterations if sol else 0, 0, angle, float(s.g.norm()), 0.0, s.entropy, reason,
@@ -81,7 +81,7 @@ def _taken(
 
 def _natural_step(
     policy: nn.Module, batch: PolicyBatch, s: _Start, direction: Direction
-) -> tuple[Solution | None, float, str]:
+) -> tuple[Solution | None, float, SkipReason]:
     """g̃ (and g̃ᵀFg̃), the angle between g̃ and g, and a reason to skip ("" if none)."""
     if not torch.isfinite(s.g).all():
         return None, math.nan, "non-finite gradient"

@@ -9,12 +9,25 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import Tensor, nn
 
 from trustpg.core.distributions import Distribution
+
+#: Why an update left θ unchanged ("" when the step was taken): the rules' reasons and the
+#: trainer's last line of defence. metrics.csv's ``skip_reason`` takes exactly these values.
+SkipReason = Literal[
+    "",
+    "non-finite gradient",
+    "zero gradient",
+    "conjugate gradient breakdown (F not positive definite)",
+    "non-positive or non-finite g̃ᵀFg̃",
+    "non-finite surrogate or KL after the step",
+    "line search found no step within the KL budget that improves",
+    "non-finite parameters after the step",
+]
 
 
 @dataclass(frozen=True)
@@ -45,7 +58,7 @@ class StepStats:
     step_norm: float
     entropy: float
     #: Empty if the step was taken, else why θ was left unchanged.
-    skip_reason: str = ""
+    skip_reason: SkipReason = ""
     #: max_s KL(π_old ‖ π_new) after the step on the batch.
     kl_max: float = math.nan
     #: E_s[KL(π_new ‖ π_old)] after the step on the batch (the reverse direction).

@@ -18,20 +18,9 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
-#: A step rule's reasons for leaving θ unchanged ("" when the step was taken).
-SkipReason = Literal[
-    "",
-    "non-finite gradient",
-    "non-finite surrogate or KL after the step",
-    "non-positive or non-finite g̃ᵀFg̃",
-    "line search found no step within the KL budget that improves",
-    "zero gradient",
-    "conjugate gradient breakdown (F not positive definite)",
-    "non-finite parameters after the step",
-]
-
+from trustpg.core.update import SkipReason
 
 _SKIP_DOC = "why, when `skipped` is 1: " + "; ".join(f"“{r}”" for r in get_args(SkipReason) if r)
 

@@ -387,7 +387,7 @@ def _record(
         backtracks=s.backtracks, grad_angle=s.grad_angle, grad_norm=s.grad_norm,
         step_norm=s.step_norm, entropy=s.entropy, kl_max=s.kl_max, kl_reverse=s.kl_reverse,
         ng_angle=s.ng_angle, value_loss_before=value_losses[0], value_loss=value_losses[1],
-        skipped=int(s.skipped), skip_reason=s.skip_reason,  # type: ignore[arg-type]
+        skipped=int(s.skipped), skip_reason=s.skip_reason,
         seconds=seconds, collect_seconds=spent.get("collect", 0.0),
         update_seconds=spent.get("update", 0.0), solve_seconds=s.solve_seconds,
         critic_wait_seconds=spent.get("critic_wait", 0.0),
