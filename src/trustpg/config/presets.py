@@ -77,8 +77,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # over seeds 0-9 (two slow learners). GAE λ 0.995: 362.0 ± 1.3 over seeds 0-9, every seed ≥ 360.
         "Swimmer-v5": {"gamma": 0.9999, "gae_lambda": 0.995, "log_std_init": 0.5, "vf_epochs": 5},
         # InvertedPendulum-v5: no observation normalisation. With it, 6 of seeds 0-9 reached 1000 and
-        # then collapsed (final evaluation mean 483; the entropy kept falling once every episode
-        # lasted 1,000 steps and the normaliser's variances shrank to the balanced pole's); without
+        # then collapsed (final evaluation mean 483; the policy's entropy kept falling after; a
+        # likely cause, not measured: the normaliser's variances shrink to the balanced pole's); without
         # it seeds 0-4 (tuning) 921, seeds 5-9 (held out) all 1000 (bench-runs/mujoco-v5/
         # aa49f8e81fb8/InvertedPendulum-v5/trpo/, docs/benchmarks.md).
         "InvertedPendulum-v5": {"normalize_obs": False},
