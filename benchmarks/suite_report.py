@@ -166,12 +166,36 @@ def profile_figure(groups: dict[tuple[str, str, str], list[dict[str, Any]]], out
     plt.close(fig)
 
 
+def variants(index: list[dict[str, Any]], headline: dict[tuple[str, str, str], str]) -> list[str]:
+    """Attributed, finished suite runs outside the headline rows: variants of the preset, and the
+    preset at other commits (e.g. before a preset change): what was tried and why."""
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for e in index:
+        chosen = headline.get((e["suite"], e["env"], e["algo"]))
+        other = e["variant"] != "preset" or e["commit"] != chosen
+        ok = e["layout"] == "suite" and e["attributed"] and e["finished"] and other
+        if ok and e["eval_mean"] is not None:
+            groups[(e["env"], e["algo"], e["variant"], e["commit"])].append(e)
+    lines = ["| env | algo | variant | commit | seeds | mean ± std | seeds 0–4 | seeds 5–9 | per seed |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for (env, algo, variant, commit), runs in sorted(groups.items()):
+        runs.sort(key=lambda r: r["seed"])
+        xs = np.array([r["eval_mean"] for r in runs])
+        per_seed = ", ".join(f"s{r['seed']}: {r['eval_mean']:,.0f}" for r in runs)
+        halves = f"{_half(runs, 0, 4)} | {_half(runs, 5, 9)}"
+        lines.append(f"| {env} | {algo} | `{variant}` | `{commit[:12]}` | {len(runs)} "
+                     f"| {xs.mean():,.0f} ± {xs.std():,.0f} | {halves} | {per_seed} |")  # fmt: skip
+    return lines
+
+
 def unattributed(index: list[dict[str, Any]]) -> list[str]:
     counts: dict[tuple[str, str], int] = defaultdict(int)
     for e in index:
-        if not e["attributed"]:
-            why = "legacy (no manifest)" if e["layout"] == "legacy" else "uncommitted or mixed code"
+        if e["layout"] == "legacy":
+            why = "an experiment's own layout (not the suite's)" if e["commit"] else "no manifest"
             counts[(e["suite"], why)] += 1
+        elif not e["attributed"]:
+            counts[(e["suite"], "uncommitted or mixed code")] += 1
     lines = ["| directory | runs | why they are not in a headline row |", "|---|---|---|"]
     lines += [f"| bench-runs/{s}/ | {n} | {why} |" for (s, why), n in sorted(counts.items())]
     return lines
@@ -192,6 +216,11 @@ def write_report(runs: Path, docs: Path, reps: int) -> None:
         "![curves](figures/suite_curves.png)",
         "",
         "![performance profile](figures/suite_profile.png)",
+        "",
+        "Variants (the preset plus the changes in their name) and the preset at other commits, kept",
+        "out of the headline rows:",
+        "",
+        *variants(index, {key: runs[0]["commit"] for key, runs in groups.items()}),
         "",
         "Runs kept out of every headline row:",
         "",
