@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,3 +21,10 @@ def wait_for(predicate: Callable[[], bool], what: str, limit: float = 300.0) -> 
         if time.monotonic() > deadline:
             raise RuntimeError(f"gave up waiting for {what}")
         time.sleep(0.01)
+
+
+def as_from_a_terminal() -> None:
+    """``preexec_fn`` for a command under test: SIGINT at its default, as a shell started from a
+    terminal gives it. (A test run launched in the background of a script inherits SIGINT
+    ignored, and a child would inherit that too; Python then never raises KeyboardInterrupt.)"""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

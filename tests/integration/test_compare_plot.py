@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from _runs import as_from_a_terminal
+
 from trustpg.app.cli import main
 from trustpg.io.plotting import aggregate
 
@@ -39,7 +41,8 @@ def test_ctrl_c_stops_the_whole_compare_and_rerunning_it_completes_it(tmp_path):
     first, later = out / "CartPole-v1__vpg__s0", out / "CartPole-v1__trpo__s0"
     # its own session, so that the signal below reaches compare's process group (and only it),
     # as a terminal's Ctrl-C reaches every process of the foreground job
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen(
+        preexec_fn=as_from_a_terminal, args=cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, cwd=tmp_path)  # fmt: skip
     try:
         deadline = time.monotonic() + 120  # only stops a hung test; asserts nothing about speed

@@ -16,6 +16,7 @@ from pathlib import Path
 import _faulty_envs
 import pytest
 import torch
+from _runs import as_from_a_terminal
 from _runs import rows as _rows
 from _runs import wait_for as _wait_for
 
@@ -317,7 +318,9 @@ def _train_process(run_dir: Path, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "trustpg", "train", "--env", "CartPole-v1", "--num-envs", "2",
            "--steps-per-env", "64", "--run-dir", str(run_dir.parent), "--run-name", run_dir.name,
            "--no-progress", "--no-tensorboard", "--eval-episodes", "0", *extra]  # fmt: skip
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        preexec_fn=as_from_a_terminal, args=cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _progressed(run: Path, rows_before: int) -> bool:

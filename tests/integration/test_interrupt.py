@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _runs import as_from_a_terminal
 from _runs import rows as _rows
 from _runs import wait_for as _wait_for
 
@@ -32,7 +33,12 @@ def _start(run: Path, *extra: str) -> subprocess.Popen:
            "--steps-per-env", "64", "--seed", "5", "--run-dir", str(run.parent), "--run-name", run.name,
            "--no-progress", "--no-tensorboard", "--eval-episodes", "0", *extra]  # fmt: skip
     return subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        preexec_fn=as_from_a_terminal,
+        args=cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
 
 

@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from _runs import as_from_a_terminal
 
 from trustpg import NPG, TRPO, VPG, Agent
 from trustpg.core.linalg import flat_params
@@ -182,7 +183,9 @@ def _train(run: Path, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "trustpg", "train", "--env", "CartPole-v1", "--num-envs", "2",
            "--steps-per-env", "64", "--seed", "5", "--run-dir", str(run.parent), "--run-name", run.name,
            "--no-progress", "--no-tensorboard", "--eval-episodes", "0", *extra]  # fmt: skip
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        preexec_fn=as_from_a_terminal, args=cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _rows(run: Path) -> int:

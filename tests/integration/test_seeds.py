@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from _runs import rows, wait_for
+from _runs import as_from_a_terminal, rows, wait_for
 
 from trustpg.app.cli import main
 
@@ -65,8 +65,10 @@ def test_ctrl_c_stops_every_seed_with_a_checkpoint(tmp_path):
     cmd = [sys.executable, "-m", "trustpg", "train", "--seeds", "0", "1", "--jobs", "2", "--steps",
            "10000000", "--num-envs", "2", "--steps-per-env", "256", "--run-dir", str(tmp_path),
            "--no-progress"]  # fmt: skip
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=as_from_a_terminal,
+    )
     try:
         wait_for(lambda: len(list(tmp_path.iterdir())) == 2 and all(rows(r) >= 2 for r in tmp_path.iterdir()),
                  "both runs' second update")  # fmt: skip

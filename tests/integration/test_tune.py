@@ -12,7 +12,7 @@ import sys
 import tomllib
 
 import pytest
-from _runs import rows, wait_for
+from _runs import as_from_a_terminal, rows, wait_for
 
 from trustpg.app.cli import main
 
@@ -92,7 +92,8 @@ def test_tune_resumes_after_ctrl_c(tmp_path):
     with a checkpoint; the same command then finishes the tune, trying that trial again."""
     args = tune_args(tmp_path, 2, steps=30_000)
     trial0 = tmp_path / "tune" / "trial_0000"
-    proc = subprocess.Popen([sys.executable, "-m", "trustpg", *args], start_new_session=True,
+    proc = subprocess.Popen(
+        preexec_fn=as_from_a_terminal, args=[sys.executable, "-m", "trustpg", *args], start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         wait_for(lambda: rows(trial0) >= 2, "the first trial's second update")
