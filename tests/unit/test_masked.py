@@ -165,6 +165,28 @@ def test_masked_multicategorical_is_the_sum_of_masked_parts():
         kl(old, MaskedMultiCategorical(z_new[:, :5], (2, 3), mask[:, :5]))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_unmasked_multicategorical_gives_the_bits_of_multicategorical(dtype):
+    """Both sum their parts in one place (core/blocks.py), in one order: with every action valid
+    the masked one is the MultiCategorical to the last bit, also with D ≥ 5 dimensions (where a
+    sum of stacked parts, ``torch.stack(…).sum(-1)``, rounds differently from Python's sum)."""
+    nvec = (2, 3, 4, 2, 3, 5, 2)
+    n = sum(nvec)
+    z_old = 3.0 * torch.randn(64, n, generator=_gen(0), dtype=dtype)
+    z_new = 3.0 * torch.randn(64, n, generator=_gen(1), dtype=dtype)
+    ones = torch.ones(64, n, dtype=torch.bool)
+    full, full_new = MaskedMultiCategorical(z_old, nvec, ones), MaskedMultiCategorical(z_new, nvec, ones)
+    plain, plain_new = MultiCategorical(z_old, nvec), MultiCategorical(z_new, nvec)
+    a = plain.sample(_gen(3))
+    assert torch.equal(full.log_prob(a), plain.log_prob(a))
+    assert torch.equal(full.entropy(), plain.entropy())
+    assert torch.equal(kl(full, full_new), kl(plain, plain_new))
+    assert torch.equal(full.sample(_gen(4)), plain.sample(_gen(4)))
+    assert torch.equal(full.mode(), plain.mode())
+    u = torch.randn(64, n, generator=_gen(5), dtype=dtype)
+    assert torch.equal(full.metric((u,))[0], plain.metric((u,))[0])
+
+
 # ---------------------------------------------------------------------------------------------
 # A masked policy: the mask travels in the observation's last K entries.
 # ---------------------------------------------------------------------------------------------

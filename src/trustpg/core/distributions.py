@@ -23,6 +23,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as nnf
 
+from trustpg.core.blocks import Blocks, check_nvec
+
 Params = tuple[Tensor, ...]
 
 #: Probabilities are clamped this far from 0 and 1 before taking logs.
@@ -205,14 +207,10 @@ class MultiCategorical:
     """
 
     def __init__(self, logits: Tensor, nvec: tuple[int, ...] | list[int]) -> None:
-        self.nvec = tuple(int(n) for n in nvec)
-        if not self.nvec or min(self.nvec) < 1 or sum(self.nvec) != logits.shape[-1]:
-            raise ValueError(
-                f"logits have {logits.shape[-1]} entries per sample; nvec {self.nvec} needs "
-                f"sum(nvec) = {sum(self.nvec)} (and every n_d >= 1)"
-            )
+        self.nvec = check_nvec(logits, nvec)
         self.logits = logits
-        self.parts = [Categorical(logits=z) for z in logits.split(self.nvec, dim=-1)]
+        self.blocks = Blocks([Categorical(logits=z) for z in logits.split(self.nvec, dim=-1)], self.nvec)
+        self.parts = self.blocks.parts
 
     @property
     def params(self) -> Params:
@@ -223,28 +221,24 @@ class MultiCategorical:
         return MultiCategorical(z, self.nvec)
 
     def log_prob(self, actions: Tensor) -> Tensor:
-        return sum(c.log_prob(actions[..., d]) for d, c in enumerate(self.parts))  # type: ignore[return-value]
+        return self.blocks.log_prob(actions)
 
     def entropy(self) -> Tensor:
-        return sum(c.entropy() for c in self.parts)  # type: ignore[return-value]
+        return self.blocks.entropy()
 
     def mode(self) -> Tensor:
-        return torch.stack([c.mode() for c in self.parts], dim=-1)
+        return self.blocks.mode()
 
     def sample(self, generator: torch.Generator | None = None) -> Tensor:
-        return torch.stack([c.sample(generator) for c in self.parts], dim=-1)
+        return self.blocks.sample(generator)
 
     def metric(self, tangents: Params) -> Params:
-        (u,) = tangents
-        blocks = u.split(self.nvec, dim=-1)
-        return (torch.cat([c.metric((b,))[0] for c, b in zip(self.parts, blocks)], dim=-1),)
+        return self.blocks.metric(tangents)
 
     def kl_to(self, other: Distribution) -> Tensor:
         if not isinstance(other, MultiCategorical):
             raise _family_error(self, other)
-        if self.nvec != other.nvec:
-            raise TypeError(f"kl(old, new): MultiCategorical nvec {self.nvec} != {other.nvec}")
-        return sum(o.kl_to(n) for o, n in zip(self.parts, other.parts))  # type: ignore[return-value]
+        return self.blocks.kl_to(other.blocks)
 
 
 class DiagGaussian:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from trustpg.core.blocks import Blocks, check_nvec
 from trustpg.core.distributions import Categorical, Distribution, Params, _family_error
 
 
@@ -83,17 +84,16 @@ class MaskedCategorical:
 class MaskedMultiCategorical:
     """Independent masked categoricals over D dimensions with n_1..n_D choices (``MultiDiscrete``):
     logits and ``mask`` ``[B, Σ n_d]`` (the D blocks concatenated, True = valid), actions integer
-    ``[B, D]``. log p, entropy and KL are sums over d; the metric is block diagonal."""
+    ``[B, D]``. log p, entropy and KL are sums over d; the metric is block diagonal (all in
+    :class:`~trustpg.core.blocks.Blocks`, as for :class:`MultiCategorical`: with every action
+    valid, the two give the same bits)."""
 
     def __init__(self, logits: Tensor, nvec: tuple[int, ...] | list[int], mask: Tensor) -> None:
-        self.nvec = tuple(int(n) for n in nvec)
-        if not self.nvec or min(self.nvec) < 1 or sum(self.nvec) != logits.shape[-1]:
-            raise ValueError(
-                f"logits have {logits.shape[-1]} entries per sample; nvec {self.nvec} needs {sum(self.nvec)}"
-            )
+        self.nvec = check_nvec(logits, nvec)
         self.logits, self.mask = logits, mask.to(torch.bool)
-        blocks = zip(logits.split(self.nvec, dim=-1), self.mask.split(self.nvec, dim=-1))
-        self.parts = [MaskedCategorical(z, m) for z, m in blocks]
+        blocks = zip(logits.split(self.nvec, dim=-1), self.mask.split(self.nvec, dim=-1), strict=True)
+        self.blocks = Blocks([MaskedCategorical(z, m) for z, m in blocks], self.nvec)
+        self.parts = self.blocks.parts
 
     @property
     def params(self) -> Params:
@@ -104,23 +104,21 @@ class MaskedMultiCategorical:
         return MaskedMultiCategorical(z, self.nvec, self.mask)
 
     def log_prob(self, actions: Tensor) -> Tensor:
-        return torch.stack([c.log_prob(actions[..., d]) for d, c in enumerate(self.parts)], -1).sum(-1)
+        return self.blocks.log_prob(actions)
 
     def entropy(self) -> Tensor:
-        return torch.stack([c.entropy() for c in self.parts], -1).sum(-1)
+        return self.blocks.entropy()
 
     def mode(self) -> Tensor:
-        return torch.stack([c.mode() for c in self.parts], dim=-1)
+        return self.blocks.mode()
 
     def sample(self, generator: torch.Generator | None = None) -> Tensor:
-        return torch.stack([c.sample(generator) for c in self.parts], dim=-1)
+        return self.blocks.sample(generator)
 
     def metric(self, tangents: Params) -> Params:
-        (u,) = tangents
-        blocks = u.split(self.nvec, dim=-1)
-        return (torch.cat([c.metric((b,))[0] for c, b in zip(self.parts, blocks)], dim=-1),)
+        return self.blocks.metric(tangents)
 
     def kl_to(self, other: Distribution) -> Tensor:
-        if not isinstance(other, MaskedMultiCategorical) or self.nvec != other.nvec:
+        if not isinstance(other, MaskedMultiCategorical):
             raise _family_error(self, other)
-        return torch.stack([o.kl_to(n) for o, n in zip(self.parts, other.parts)], -1).sum(-1)
+        return self.blocks.kl_to(other.blocks)
