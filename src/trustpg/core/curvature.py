@@ -196,7 +196,7 @@ def empirical_fisher_product(
     logp = policy(obs).log_prob(actions)
     u = torch.zeros_like(logp, requires_grad=True)
     jt_u = flat_grad((logp * u).sum(), params, create_graph=True)
-    batch = obs.shape[0]
+    batch = logp.shape[0]
 
     def product(v: Tensor) -> Tensor:
         (sv,) = torch.autograd.grad(torch.dot(jt_u, v), u, retain_graph=True)

@@ -164,7 +164,8 @@ def fisher_quadratic(
     )
     jv = tuple(torch.zeros_like(x) if t is None else t.detach() for t, x in zip(jv, phi))
     mjv = dist.with_params(tuple(x.detach() for x in phi)).metric(jv)
-    quad = sum(float((a * b).sum()) for a, b in zip(jv, mjv)) / obs.shape[0]
+    # The mean over states: φ's leading dimension (a recurrent policy maps N sequences to N·T).
+    quad = sum(float((a * b).sum()) for a, b in zip(jv, mjv)) / phi[0].shape[0]
     return quad + damping * float(torch.dot(v, v))
 
 
@@ -211,7 +212,7 @@ def _analytic_fvp(
     jt_u = torch.autograd.grad(_dot(phi, dummies), params, create_graph=True, allow_unused=True)
     used = [i for i, g in enumerate(jt_u) if g is not None]
     shapes = [tuple(p.shape) for p in params]
-    batch = obs.shape[0]
+    batch = phi[0].shape[0]  # states, as in fisher_matrix (not obs rows: see trustpg.nets.recurrent)
     n_params = sum(p.numel() for p in params)
 
     def fvp(v: Tensor) -> Tensor:

@@ -48,7 +48,7 @@ NOT_RESULT_FIELDS = frozenset({
     "workers", "ray_address",
 })  # fmt: skip
 _NATURAL = ("damping", "cg_iters", "cg_tol", "fvp_method", "fvp_stride")
-#: Fields an algorithm never reads (trustpg.train.trainer.make_rule): a VPG run is the same
+#: Fields an algorithm never reads (trustpg.train.build.make_rule): a VPG run is the same
 #: whatever its max_kl.
 UNUSED_BY = {
     "vpg": frozenset(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -130,6 +130,29 @@ def mlp_spec_of(module: nn.Module) -> tuple[MLPSpec | None, str]:
     return None, why() if callable(why) else f"{type(module).__name__}.mlp_spec() is None"
 
 
+def head_distribution(head: Any, out: Tensor, obs: Tensor) -> Distribution:
+    """The distribution an actor's last layer ``out`` stands for, as ``head`` declares it
+    (``kind``, ``nvec``, ``action_dim``, ``mask_dim``, ``log_std``, ``low``/``high``): shared by the
+    MLP actor and the recurrent one (:mod:`trustpg.nets.recurrent`). ``obs`` carries the action
+    mask in its last ``mask_dim`` entries (> 0.5: valid), if the head has one."""
+    kind, mask_dim = head.kind, int(getattr(head, "mask_dim", 0))
+    if mask_dim:
+        mask = obs[..., -mask_dim:] > 0.5
+        if kind == "categorical":
+            return MaskedCategorical(out, mask)
+        return MaskedMultiCategorical(out, head.nvec, mask)
+    if kind == "categorical":
+        return Categorical(logits=out)
+    if kind == "multicategorical":
+        return MultiCategorical(out, head.nvec)
+    if kind == "bernoulli":
+        return Bernoulli(logits=out)
+    if kind == "beta":
+        a = int(head.action_dim)
+        return Beta(out[..., :a], out[..., a:], head.low, head.high)
+    return DiagGaussian(out, head.log_std)
+
+
 class Actor(nn.Module):
     """π_θ(a|s): an MLP producing logits (categorical, multicategorical, bernoulli), a mean
     (gaussian) or the two Beta concentrations' pre-activations (beta, ``2·action_dim`` outputs).
@@ -177,27 +200,12 @@ class Actor(nn.Module):
         self.low: Tensor
         self.high: Tensor  # the Beta policy's action box (buffers)
         if kind == "beta":
-            lo, hi = _finite_bounds(low, high, action_dim)
+            lo, hi = finite_bounds(low, high, action_dim)
             self.register_buffer("low", torch.as_tensor(lo, dtype=torch.float32), persistent=False)
             self.register_buffer("high", torch.as_tensor(hi, dtype=torch.float32), persistent=False)
 
     def forward(self, obs: Tensor) -> Distribution:
-        out = self.net(obs)
-        if self.mask_dim:
-            mask = obs[..., -self.mask_dim :] > 0.5
-            if self.kind == "categorical":
-                return MaskedCategorical(out, mask)
-            return MaskedMultiCategorical(out, self.nvec, mask)
-        if self.kind == "categorical":
-            return Categorical(logits=out)
-        if self.kind == "multicategorical":
-            return MultiCategorical(out, self.nvec)
-        if self.kind == "bernoulli":
-            return Bernoulli(logits=out)
-        if self.kind == "beta":
-            a = self.action_dim
-            return Beta(out[..., :a], out[..., a:], self.low, self.high)
-        return DiagGaussian(out, self.log_std)
+        return head_distribution(self, self.net(obs), obs)
 
     def mlp_spec(self) -> MLPSpec | None:
         """This actor as a plain MLP, or None when it is not one (a layer added, forward overridden)."""
@@ -291,7 +299,7 @@ def make_actor(
     )
 
 
-def _finite_bounds(
+def finite_bounds(
     low: np.ndarray | None, high: np.ndarray | None, dim: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """``low``, ``high`` as float arrays of length ``dim``; ValueError unless finite with low < high."""

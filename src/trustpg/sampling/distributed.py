@@ -157,7 +157,13 @@ def merge(results: list[WorkerResult], obs_rms: RunningMeanStd, ret_rms: Running
         torch.cat([b.terminated for b in bs], 1), torch.cat([b.truncated for b in bs], 1),
         torch.cat([b.values for b in bs], 1), torch.cat([b.next_values for b in bs], 1),
         [x for b in bs for x in b.episode_returns], [x for b in bs for x in b.episode_lengths],
+        _rows([b.policy_input for b in bs]), _rows([b.critic_input for b in bs]),
     )  # fmt: skip
+
+
+def _rows(parts: list[Tensor | None]) -> Tensor | None:
+    """Packed sequences of the workers, one row per env (env axis in worker order), or None."""
+    return None if any(p is None for p in parts) else torch.cat(parts, 0)  # type: ignore[arg-type]
 
 
 class RayCollector:

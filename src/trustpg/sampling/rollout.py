@@ -24,6 +24,7 @@ from trustpg.envs.envstate import capture_vector_env, decode, encode, failed_env
 from trustpg.envs.source import EnvSource
 from trustpg.envs.watchdog import StepTimeout, TimedVectorEnv, WorkerExited
 from trustpg.errors import CheckpointError, EnvFault
+from trustpg.sampling.sequences import SequenceMemory
 
 #: Variance floor of the running normalisers.
 NORM_EPS = 1e-8
@@ -91,6 +92,10 @@ class Batch:
     next_values: Tensor  # V(s_{t+1}); V(final obs) at truncation
     episode_returns: list[float] = field(default_factory=list)  # raw, episodes ended here
     episode_lengths: list[int] = field(default_factory=list)
+    #: A recurrent actor's (critic's) packed sequences ``[N, ...]`` (:func:`trustpg.nets.recurrent.
+    #: pack`): what the update (the critic fit) evaluates it on; None for a feed-forward network.
+    policy_input: Tensor | None = None
+    critic_input: Tensor | None = None
 
 
 class Collector:
@@ -133,6 +138,9 @@ class Collector:
         self._ep_ret = np.zeros(env.num_envs)
         self._ep_len = np.zeros(env.num_envs, dtype=np.int64)
         self.total_steps = 0
+        #: Recurrent states per env (made at the first collection with a recurrent network).
+        self.memory: SequenceMemory | None = None
+        self._memory_state: dict[str, Any] | None = None  # loaded before the memory exists
         #: No workers to restart in-process (see :class:`trustpg.sampling.protocol.Sampler`).
         self.restarts = 0
         self.timings: dict[str, float] = {}  # nothing broken down in-process (Sampler protocol)
@@ -149,6 +157,9 @@ class Collector:
         self._disc_ret[:] = 0
         self._ep_ret[:] = 0
         self._ep_len[:] = 0
+        if self.memory is not None:
+            self.memory.reset()
+        self._memory_state = None
         return obs
 
     def _check(self, obs: np.ndarray, rew: np.ndarray | None, t: int, envs: np.ndarray | None = None) -> None:
@@ -205,7 +216,14 @@ class Collector:
         finals: dict[tuple[int, int], np.ndarray] = {}
         ep_returns: list[float] = []
         ep_lengths: list[int] = []
-        fast = NumpyActor.attach(actor)  # the same distribution in NumPy, if actor.mlp_spec() declares it
+        memory = self._memory(actor, critic)
+        recurrent = memory is not None and memory.actor_state is not None
+        # The same distribution in NumPy, if actor.mlp_spec() declares it (a recurrent actor does not,
+        # and attach says so once in the log).
+        fast = NumpyActor.attach(actor)
+        fast = None if recurrent else fast
+        if memory is not None:
+            memory.begin()
         with self.timed.guard():
             for t in range(steps):
                 obs_np = self.obs_norm(cur)
@@ -213,7 +231,7 @@ class Collector:
                 if fast is not None:
                     env_action = fast.sample(obs_np.reshape(n, -1), self.generator)
                 else:
-                    dist: Distribution = actor(obs_t)
+                    dist: Distribution = memory.act(actor, obs_t) if recurrent else actor(obs_t)  # type: ignore[union-attr]
                     env_action = dist.sample(self.generator).numpy()
                 obs_buf.append(obs_t)
                 raw_buf.append(cur)
@@ -235,6 +253,8 @@ class Collector:
                 self._ep_ret += r
                 self._ep_len += 1
                 done = te | tr
+                if memory is not None:
+                    memory.stepped(done)
                 if done.any():
                     ended = np.flatnonzero(done)
                     self._check(np.stack([info["final_obs"][i] for i in ended]), None, t, ended)
@@ -250,10 +270,16 @@ class Collector:
         if critic_ready is not None:
             critic_ready()
         obs = torch.stack(obs_buf)
-        values = critic(obs.reshape(steps * n, -1)).reshape(steps, n)
-        next_values = torch.empty_like(values)
-        next_values[:-1] = values[1:]
-        next_values[-1] = critic(torch.from_numpy(self.obs_norm(cur)))
+        if memory is not None and memory.critic_state is not None:
+            last = torch.from_numpy(self.obs_norm(cur))
+            at_end = {k: torch.from_numpy(self.obs_norm(v[None]))[0] for k, v in finals.items()}
+            values, next_values = memory.values(critic, obs, last, at_end)
+            finals = {}
+        else:
+            values = critic(obs.reshape(steps * n, -1)).reshape(steps, n)
+            next_values = torch.empty_like(values)
+            next_values[:-1] = values[1:]
+            next_values[-1] = critic(torch.from_numpy(self.obs_norm(cur)))
         if finals:
             keys = list(finals)
             final_obs = torch.from_numpy(self.obs_norm(np.stack([finals[k] for k in keys])))
@@ -266,7 +292,16 @@ class Collector:
         return Batch(
             obs, torch.from_numpy(np.stack(act_buf)), rewards, torch.from_numpy(term),
             torch.from_numpy(trunc), values, next_values, ep_returns, ep_lengths,
+            memory.policy_input(obs) if memory else None, memory.critic_input(obs) if memory else None,
         )  # fmt: skip
+
+    def _memory(self, actor: nn.Module, critic: nn.Module) -> SequenceMemory | None:
+        if self.memory is None:
+            self.memory = SequenceMemory.of(actor, critic, self.env.num_envs)
+            if self.memory is not None and self._memory_state is not None:
+                self.memory.load_state_dict(self._memory_state)
+            self._memory_state = None
+        return self.memory
 
     def _scale_rewards(self, rew: np.ndarray, done: np.ndarray) -> np.ndarray:
         """Rewards divided by the running std of the discounted return; the statistics take in
@@ -287,7 +322,9 @@ class Collector:
             return None
         counters = {"obs": self._obs, "disc_ret": self._disc_ret, "ep_ret": self._ep_ret}
         counters["ep_len"] = self._ep_len
-        return {**{k: encode(v) for k, v in counters.items()}, "envs": capture_vector_env(self.env)}
+        state = {**{k: encode(v) for k, v in counters.items()}, "envs": capture_vector_env(self.env)}
+        memory = self.memory.state_dict() if self.memory is not None else self._memory_state
+        return {**state, "recurrent": memory} if memory else state
 
     def load_state_dict(self, state: dict) -> str | None:
         """Continue from :meth:`state_dict`. Returns None, or why the envs could not be restored
@@ -299,6 +336,9 @@ class Collector:
                 self._obs = decode(state["obs"])
                 self._disc_ret, self._ep_ret = decode(state["disc_ret"]), decode(state["ep_ret"])
                 self._ep_len = decode(state["ep_len"])
+                self._memory_state = state.get("recurrent")  # applied when the networks are known
+                if self.memory is not None and self._memory_state is not None:
+                    self.memory.load_state_dict(self._memory_state)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:  # crafted
             raise CheckpointError(
                 f"the env state in the checkpoint cannot be restored ({type(e).__name__}: {e}); "

@@ -25,6 +25,7 @@ from trustpg.io.manifest import record_session
 from trustpg.io.progress import TrainProgress
 from trustpg.io.rundir import check_not_foreign, checkpoint_file, locked, write_json
 from trustpg.nets.policies import obs_dim
+from trustpg.nets.recurrent import is_recurrent
 from trustpg.sampling.protocol import Sampler
 from trustpg.train.callbacks import Callback, CallbackList
 from trustpg.train.lifecycle import StopFlag, run_summary
@@ -258,8 +259,9 @@ class Agent:
         for ep in range(episodes):
             obs, _ = env.reset(seed=base + ep)
             total, done, t = 0.0, False, 0
+            state: list[torch.Tensor] = []  # a recurrent policy's state, from its initial one
             while not done:
-                action = self.trainer.act(np.asarray(obs)[None], deterministic, gen)[0]
+                action = self.trainer.act(np.asarray(obs)[None], deterministic, gen, state)[0]
                 obs, r, term, trunc, _ = env.step(action)
                 total += float(r)
                 t += 1
@@ -329,7 +331,10 @@ def _check_policy(policy: nn.Module, observation_space: gym.Space) -> None:
     """Fail early, with the interface spelled out, if a custom policy does not return a distribution."""
     obs = torch.zeros(2, obs_dim(observation_space))  # a Box: the Trainer's critic checked that
     with torch.no_grad():
-        out = policy(obs)
+        if is_recurrent(policy):  # one step from the initial state (forward takes packed sequences)
+            out = policy.step(obs, policy.initial_state(2))[0]  # type: ignore[operator]
+        else:
+            out = policy(obs)
     missing = missing_members(out)
     if missing:
         raise TypeError(
@@ -347,10 +352,13 @@ class AlgorithmFactory:
         self.__name__ = algo.upper()
 
     def __call__(
-        self, env: EnvLike = "CartPole-v1", *, policy: nn.Module | None = None, **config: Any
+        self, env: EnvLike = "CartPole-v1", *, policy: nn.Module | str | None = None, **config: Any
     ) -> Agent:
         """An agent for ``env`` (id, ``gymnasium.Env``, vector env or factory); ``config`` are
-        :class:`TrainConfig` fields, ``policy`` an optional custom actor."""
+        :class:`TrainConfig` fields; ``policy`` a network kind (``"mlp"``, ``"gru"``, ``"lstm"``:
+        TrainConfig.policy) or a custom actor module."""
+        if isinstance(policy, str):
+            config["policy"], policy = policy, None
         return Agent(TrainConfig(algo=self.algo, **config), policy, env)  # type: ignore[arg-type]
 
     def load(

@@ -17,22 +17,19 @@ from torch import Tensor, nn
 
 from trustpg.config.train_config import TrainConfig, usable_cores
 from trustpg.core.advantages import gae, normalize
-from trustpg.core.curvature import DiagonalDirection, Direction, EmpiricalDirection, NaturalDirection
-from trustpg.core.kfac import KFACDirection
 from trustpg.core.linalg import flat_params, set_flat_params
 from trustpg.core.moments import RunningMeanStd
 from trustpg.core.optim import Adam
-from trustpg.core.rules import NPG, TRPO, VPG
-from trustpg.core.update import PolicyBatch, StepStats, UpdateRule, kl_budget
+from trustpg.core.update import PolicyBatch, StepStats, kl_budget
 from trustpg.envs.source import EnvSource
 from trustpg.errors import CheckpointError, TrainingFault
 from trustpg.io.checkpoint import optimizer_from, optimizer_state, prefixed, unprefixed
-from trustpg.io.memory import check_memory
 from trustpg.io.record import UpdateRecord
-from trustpg.nets.policies import Critic, action_kind, make_actor, obs_dim
+from trustpg.nets.recurrent import is_recurrent
 from trustpg.sampling.distributed import RayCollector
 from trustpg.sampling.protocol import Sampler
 from trustpg.sampling.rollout import Batch, Collector
+from trustpg.train.build import check_memory_for, make_rule, networks
 from trustpg.train.value import CriticFitter
 
 log = logging.getLogger("trustpg")
@@ -54,32 +51,6 @@ def update_thread_count(requested: int) -> int:
     if requested > 0:
         return requested
     return max(1, min(2, usable_cores()))
-
-
-def make_rule(c: TrainConfig) -> UpdateRule:
-    """The update rule a config asks for."""
-    direction = make_direction(c)
-    if c.algo == "trpo":
-        return TRPO(c.max_kl, direction, c.backtrack_ratio, c.max_backtracks, c.kl)
-    if c.algo == "npg":
-        if c.npg_step_size is None:
-            return NPG(max_kl=c.max_kl, direction=direction)
-        return NPG(step_size=c.npg_step_size, max_kl=None, direction=direction)
-    return VPG(c.vpg_lr, c.vpg_optimizer)
-
-
-def make_direction(c: TrainConfig) -> Direction:
-    """The curvature back end a config asks for (``curvature``)."""
-    k, angle = c.fvp_stride, c.ng_angle_states
-    if c.curvature == "kfac":
-        return KFACDirection(c.damping, c.kfac_decay, k, angle, seed=c.seed)
-    if c.curvature == "diagonal":
-        return DiagonalDirection(c.damping, k, angle)
-    if c.curvature == "empirical":
-        return EmpiricalDirection(c.damping, c.cg_iters, c.cg_tol, k, angle)
-    # The generic analytic FVP for every policy (a hand-written one for the default MLP bought
-    # ~2 % end to end on Hopper and was deleted, DESIGN §5 and docs/performance.md).
-    return NaturalDirection(c.damping, c.cg_iters, c.cg_tol, c.fvp_method, k)
 
 
 def env_spaces(c: TrainConfig) -> tuple[gym.Space, gym.Space]:
@@ -106,15 +77,11 @@ class Trainer:
         else:
             self.observation_space, self.action_space = spaces
             self.raw_observation_space = self.observation_space
-        _check_memory(c, self.observation_space, self.action_space, actor)
+        check_memory_for(c, self.observation_space, self.action_space, actor)
         # Orthogonal init (a QR) differs in the last bits with the thread count: fix both.
         with torch.random.fork_rng(), torch_threads(c.torch_threads):
             torch.manual_seed(c.seed)  # weight init only; the global RNG is left untouched
-            self.actor = actor if actor is not None else make_actor(
-                self.observation_space, self.action_space, c.hidden_sizes, c.activation,
-                c.log_std_init, c.action_dist,
-            )  # fmt: skip
-            self.critic = Critic(obs_dim(self.observation_space), c.critic_hidden_sizes, c.activation)
+            self.actor, self.critic = networks(c, self.observation_space, self.action_space, actor)
         self.rule = make_rule(c)
         self.update_threads = update_thread_count(c.update_threads)
         self.vf_optimizer = Adam(self.critic.parameters(), lr=c.vf_lr)
@@ -209,6 +176,9 @@ class Trainer:
         )  # fmt: skip
         obs = batch.obs.reshape(-1, *batch.obs.shape[2:])
         actions = batch.actions.reshape(-1, *batch.actions.shape[2:])
+        if batch.policy_input is not None:  # a recurrent actor: whole sequences, states env-major
+            obs, actions = batch.policy_input, batch.actions.transpose(0, 1).reshape(actions.shape)
+            adv = adv.transpose(0, 1)
         adv = adv.reshape(-1)
         policy_adv = normalize(adv) if c.normalize_advantages else adv
         theta = flat_params(self.actor)
@@ -219,7 +189,10 @@ class Trainer:
         with clock.phase("update"), torch_threads(self.update_threads):
             stats = rule.update(self.actor, PolicyBatch(obs, actions, policy_adv))
         stats = self._keep_finite(theta, stats)
-        self.critic_fit.start(obs, returns.reshape(-1))
+        if batch.critic_input is not None:  # a recurrent critic is fitted on sequences [N, T]
+            self.critic_fit.start(batch.critic_input, returns.transpose(0, 1).contiguous())
+        else:
+            self.critic_fit.start(batch.obs.reshape(-1, *batch.obs.shape[2:]), returns.reshape(-1))
         seconds = clock.elapsed()
         self.updates += 1
         self.env_steps += c.batch_size
@@ -314,9 +287,13 @@ class Trainer:
     # -- acting -----------------------------------------------------------------------------
     @torch.no_grad()
     def act(
-        self, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None = None
-    ) -> np.ndarray:
-        """Actions for raw observations ``[B, ...]`` from the current policy (normalised as in training)."""
+        self, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None = None,
+        state: list[Tensor] | None = None,
+    ) -> np.ndarray:  # fmt: skip
+        """Actions for raw observations ``[B, ...]`` from the current policy (normalised as in training).
+
+        A recurrent actor continues from ``state[0]`` (``[B, S]``) and leaves its next state there;
+        an empty list (an episode's first step) or no ``state`` starts from the initial state."""
         c = self.config
         x = np.asarray(obs, np.float64)
         if c.normalize_obs:
@@ -324,22 +301,18 @@ class Trainer:
             x = np.clip(x, -c.obs_clip, c.obs_clip)
             if tail := int(getattr(self.observation_space, "mask_dim", 0)):  # an action mask stays raw
                 x[..., -tail:] = np.asarray(obs, np.float64)[..., -tail:]
-        dist = self.actor(torch.as_tensor(x, dtype=torch.float32).reshape(x.shape[0], -1))
+        x_t = torch.as_tensor(x, dtype=torch.float32).reshape(x.shape[0], -1)
+        if is_recurrent(self.actor):
+            h = state[0] if state else self.actor.initial_state(x.shape[0])  # type: ignore[operator]
+            dist, h = self.actor.step(x_t, h)  # type: ignore[operator]
+            if state is not None:
+                state[:] = [h]
+        else:
+            dist = self.actor(x_t)
         a = (dist.mode() if deterministic else dist.sample(generator)).numpy()
         if isinstance(self.action_space, gym.spaces.Box):
             return np.clip(a, self.action_space.low, self.action_space.high)
         return a.astype(self.action_space.dtype)
-
-
-def _check_memory(
-    c: TrainConfig, obs_space: gym.Space, act_space: gym.Space, actor: nn.Module | None
-) -> None:
-    """ValueError naming the fields if the networks and batch of ``c`` cannot fit in memory."""
-    if actor is None:
-        check_memory(c, obs_dim(obs_space), action_kind(act_space)[1])
-    else:
-        n = sum(p.numel() for p in actor.parameters())
-        check_memory(c, obs_dim(obs_space), int(np.prod(act_space.shape or (1,))), actor_params=n)
 
 
 def _finite_or_none(x: float) -> float | None:

@@ -49,6 +49,8 @@ def fit_value(
     with torch.no_grad():
         before = float((critic(obs) - returns).pow(2).mean())
     n = obs.shape[0]
+    if returns.dim() == 2:  # whole sequences [N, T] (a recurrent critic): minibatches of sequences
+        minibatch_size = max(1, minibatch_size // returns.shape[1])
     by_hand = _by_hand(critic)
     for epoch in range(epochs):
         perm = perms[epoch] if perms is not None else torch.randperm(n, generator=generator)
