@@ -29,6 +29,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "bench-runs"
 PEERS = ("sb3-trpo",)
+#: The preset (trustpg.config.presets) each suite's runs start from; variants are named by their
+#: differences from it.
+SUITE_PRESETS = {"mujoco-v5": "mujoco", "pomdp": "classic"}
 
 
 def seeds(text: str) -> list[int]:
@@ -59,14 +62,14 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def variant_name(env: str, sets: dict[str, Any]) -> str:
-    """``preset``, or the fields of ``sets`` that differ from the mujoco preset, sorted."""
+def variant_name(env: str, sets: dict[str, Any], preset_name: str = "mujoco") -> str:
+    """``preset``, or the fields of ``sets`` that differ from the suite's preset, sorted."""
     import json
 
     from trustpg.config.presets import preset_overrides
     from trustpg.config.train_config import TrainConfig
 
-    preset = preset_overrides("mujoco", env)
+    preset = preset_overrides(preset_name, env)
     base = TrainConfig(env=env, **preset).to_dict()
     ours = TrainConfig(env=env, **{**preset, **sets}).to_dict()  # compared as the config stores them
     diff = {k: ours[k] for k in sets if base.get(k) != ours[k]}
@@ -87,7 +90,8 @@ def commit_dir() -> str:
 
 
 def run_dir(suite: str, commit: str, env: str, algo: str, variant: str, seed: int) -> Path:
-    return RUNS / suite / commit / env / algo / variant / f"s{seed}"
+    # A namespaced id (trustpg/CartPoleNoVel-v1) is one directory: trustpg_CartPoleNoVel-v1.
+    return RUNS / suite / commit / env.replace("/", "_") / algo / variant / f"s{seed}"
 
 
 def compress_metrics(run: Path) -> None:
@@ -121,12 +125,15 @@ def jobs_for(args: argparse.Namespace) -> list[tuple[Any, tuple[Any, ...]]]:
     from trustpg.config.presets import preset_overrides
     from trustpg.config.train_config import TrainConfig
 
+    if args.suite not in SUITE_PRESETS:
+        raise SystemExit(f"unknown suite {args.suite!r}; known: {', '.join(SUITE_PRESETS)}")
+    preset = SUITE_PRESETS[args.suite]
     commit = commit_dir()
     sets = parse_sets(args.set)
     jobs: list[tuple[Any, tuple[Any, ...]]] = []
     for seed in seeds(args.seeds):
         for env in args.envs:
-            variant = variant_name(env, sets)
+            variant = variant_name(env, sets, preset)
             for algo in args.algos:
                 out = run_dir(args.suite, commit, env, algo, variant, seed)
                 if (out / "summary.json").is_file():
@@ -135,7 +142,7 @@ def jobs_for(args: argparse.Namespace) -> list[tuple[Any, tuple[Any, ...]]]:
                 if algo in PEERS:
                     jobs.append((train_peer, (algo, env, seed, args.steps, out)))
                     continue
-                over = {**preset_overrides("mujoco", env), **sets}
+                over = {**preset_overrides(preset, env), **sets}
                 over.update(steps=args.steps, progress=False, checkpoint_every=50,
                             run_dir=out.parent, run_name=out.name)  # fmt: skip
                 config = TrainConfig(env=env, algo=algo, seed=seed, **over)

@@ -32,6 +32,8 @@ TARGETS: dict[str, tuple[float, str]] = {
     "InvertedDoublePendulum-v5": (9300, "issue 23 (Tianshou TRPO ≈ 8435, NPG 9243)"),
     "InvertedPendulum-v5": (1000, "the maximum (Tianshou TRPO 1000)"),
 }
+#: The suite this report is about.
+SUITE = "mujoco-v5"
 MARK = re.compile(r"(<!-- suite:start[^\n]*-->\n)(.*?)(<!-- suite:end -->)", re.S)
 
 
@@ -56,6 +58,7 @@ def headline_groups(index: list[dict[str, Any]]) -> dict[tuple[str, str, str], l
     by_commit: dict[tuple[str, str, str], dict[str, Runs]] = defaultdict(lambda: defaultdict(list))
     for e in index:
         ok = e["layout"] == "suite" and e["attributed"] and e["finished"] and e["variant"] == "preset"
+        ok = ok and e["suite"] == SUITE  # other suites have their own reports (pomdp_report.py)
         if ok and e["eval_mean"] is not None:
             by_commit[(e["suite"], e["env"], e["algo"])][e["commit"]].append(e)
     out = {}
@@ -173,7 +176,7 @@ def variants(index: list[dict[str, Any]], headline: dict[tuple[str, str, str], s
     for e in index:
         chosen = headline.get((e["suite"], e["env"], e["algo"]))
         other = e["variant"] != "preset" or e["commit"] != chosen
-        ok = e["layout"] == "suite" and e["attributed"] and e["finished"] and other
+        ok = e["layout"] == "suite" and e["attributed"] and e["finished"] and other and e["suite"] == SUITE
         if ok and e["eval_mean"] is not None:
             groups[(e["env"], e["algo"], e["variant"], e["commit"])].append(e)
     lines = ["| env | algo | variant | commit | seeds | mean ± std | seeds 0–4 | seeds 5–9 | per seed |",

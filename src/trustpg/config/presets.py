@@ -15,6 +15,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "Pendulum-v1": {"gamma": 0.9, "gae_lambda": 0.95, "normalize_reward": True},
         "MountainCarContinuous-v0": {"normalize_reward": True, "log_std_init": 0.0},
         "Acrobot-v1": {"gamma": 0.99},
+        # The partially observed versions (trustpg.envs.pomdp) as their originals.
+        "trustpg/PendulumNoVel-v1": {"gamma": 0.9, "gae_lambda": 0.95, "normalize_reward": True},
     },
     "mujoco": {
         "common": {
