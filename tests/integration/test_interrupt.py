@@ -166,3 +166,43 @@ def test_a_second_process_on_the_same_run_directory_is_refused(tmp_path):
         _ctrl_c(first)
         _, err = _finish(first)
     assert first.returncode == 0, err
+
+
+def _started_with_sigint_ignored() -> None:
+    """``preexec_fn``: SIGINT ignored, as a non-interactive shell starts ``cmd &`` (and ``nohup``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _start_ignoring_sigint(run: Path, steps: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "trustpg", "train", "--env", "CartPole-v1", "--num-envs", "2",
+           "--steps-per-env", "64", "--seed", "5", "--steps", str(steps), "--run-dir", str(run.parent),
+           "--run-name", run.name, "--no-progress", "--no-tensorboard", "--eval-episodes", "0"]  # fmt: skip
+    return subprocess.Popen(cmd, preexec_fn=_started_with_sigint_ignored, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+
+
+def test_sigint_ignored_at_start_stays_ignored(tmp_path):
+    """A background job (``trustpg train … &`` from a script, ``nohup``) starts with SIGINT ignored:
+    the Ctrl-C of the terminal it was started from is not for it, so it trains to the end."""
+    run = tmp_path / "run"
+    proc = _start_ignoring_sigint(run, 40 * 128)
+    _wait_for(lambda: _rows(run) >= 2 or proc.poll() is not None, "two updates")
+    _ctrl_c(proc)
+    time.sleep(0.05)
+    _ctrl_c(proc)  # a second one would abort a run that handles SIGINT
+    out, err = _finish(proc)
+    assert proc.returncode == 0, err
+    assert "interrupted" not in out + err and "Traceback" not in err, (out, err)
+    assert "run saved in" in out and _rows(run) == 40
+    assert (run / "summary.json").exists()
+
+
+def test_sigterm_still_stops_a_run_that_ignores_sigint(tmp_path):
+    run = tmp_path / "run"
+    proc = _start_ignoring_sigint(run, 10_000_000)
+    _wait_for(lambda: _rows(run) >= 2 or proc.poll() is not None, "two updates")
+    proc.terminate()
+    out, err = _finish(proc)
+    assert proc.returncode == 0, err
+    assert "interrupted at" in out and "Traceback" not in err, (out, err)
+    assert (run / "checkpoints" / "last.safetensors").exists()

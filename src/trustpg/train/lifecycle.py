@@ -14,7 +14,9 @@ if TYPE_CHECKING:
 class StopFlag:
     """While installed, SIGINT and SIGTERM set :attr:`raised`: the training loop finishes the
     current update, checkpoints and returns. A second signal gives up at once (KeyboardInterrupt).
-    Outside the main thread signals cannot be handled, and are left alone."""
+    Outside the main thread signals cannot be handled, and are left alone. A SIGINT that is
+    ignored when the flag is installed (SIG_IGN: a shell's background job ``cmd &``, ``nohup``)
+    stays ignored: whoever started the process said Ctrl-C is not for it; SIGTERM still stops."""
 
     def __init__(self) -> None:
         self.raised = False
@@ -29,6 +31,8 @@ class StopFlag:
         self.raised = False
         try:
             for sig in (signal.SIGINT, signal.SIGTERM):
+                if sig == signal.SIGINT and signal.getsignal(sig) is signal.SIG_IGN:
+                    continue
                 self._old[sig] = signal.signal(sig, self._handler)
         except ValueError:  # not the main thread: leave signals alone
             pass
