@@ -1,13 +1,15 @@
-"""The hand-written regression gradient of the default MLP critic (trustpg.accel.mlp_value) against
-autograd, when it is used, and the critic fit it drives against the autograd fit."""
+"""The in-process regression gradient of the default MLP critic (trustpg.accel.mlp_value: the one
+NumPy kernel's over torch's operations) against autograd and against the kernel over NumPy, when it
+is used, and the critic fit it drives against the autograd fit."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from trustpg.accel import mlp_value
+from trustpg.accel import mlp_value, np_mlp
 from trustpg.accel.mlp_value import MSEGradient
 from trustpg.core.optim import Adam
 from trustpg.nets.policies import Actor, Critic, mlp_spec_of
@@ -64,6 +66,34 @@ def test_gradient_equals_autograd(activation: str, hidden: tuple[int, ...]) -> N
     _grad(critic)(x, y)
     for p, g in zip(critic.parameters(), expected, strict=True):
         torch.testing.assert_close(p.grad, g, rtol=1e-12, atol=1e-12)
+
+
+def test_is_the_kernel_over_torch_ops(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a copy of the MLP: the critic worker's own function, np_mlp.mse_gradient, does the work."""
+    seen = []
+    real = np_mlp.mse_gradient
+
+    def spy(*args: object) -> None:
+        seen.append(args[-1])
+        real(*args)
+
+    monkeypatch.setattr(np_mlp, "mse_gradient", spy)
+    _grad(_critic())(*_data())
+    assert seen == [mlp_value.TORCH]
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_torch_ops_equal_numpy_ops_in_float64(activation: str) -> None:
+    """The kernel over torch's operations (the trainer process) and over NumPy's (the worker)."""
+    critic = _critic(activation, (7, 5))
+    x, y = _data()
+    layers = [(w.detach().numpy().T, b.detach().numpy()) for w, b in critic.mlp_spec().layers()]
+    want = [(np.zeros(w.shape[::-1]), np.zeros(b.shape)) for w, b in layers]
+    np_mlp.mse_gradient(layers, activation, x.numpy(), y.numpy(), want)
+    _grad(critic)(x, y)
+    got = [p.grad.numpy() for p in critic.parameters()]
+    for g, w in zip(got, [a for pair in want for a in pair], strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
 
 
 def test_gradient_is_overwritten_not_accumulated() -> None:

@@ -1,33 +1,36 @@
-"""The critic's regression gradient for the default MLP critic, by hand and without autograd.
+"""The critic's regression gradient in the trainer process, derived from the one NumPy MLP kernel.
 
 For a critic that declares an :class:`~trustpg.nets.policies.MLPSpec` (the default
-:class:`trustpg.nets.policies.Critic`), V(s) = net(s) with ``net`` a chain of affine maps
-z = x Wᵀ + b and element-wise activations h = σ(z), ending in one affine output unit. The loss of a
-minibatch of m states is L = (1/m) Σ (V(s) − R)², so at the output u = ∂L/∂z_out = (2/m)(V − R) and,
-layer by layer going back,
+:class:`trustpg.nets.policies.Critic`), the gradient of L = (1/m) Σ (V(s) − R)² over a minibatch is
+:func:`trustpg.accel.np_mlp.mse_gradient`, the same function the critic worker process runs, over
+torch's array operations (:data:`TORCH`) on the live parameters and their ``.grad``: the matrix
+products are torch's (MKL, ``torch_threads`` threads) because NumPy's OpenBLAS runs multithreaded in
+this process (2.8–7.5 ms instead of ~0.13 ms per minibatch gradient next to the env stepping); the
+element-wise formulas are the kernel's NumPy ones on the tensors' memory (NumPy's vectorised tanh
+is also ~8× faster than PyTorch's on one thread for [128, 64] blocks).
 
-    ∂L/∂W = uᵀ x,   ∂L/∂b = Σ_s u,   u ← (u W) ⊙ σ'(z)   (σ' from the cached output h:
-    tanh 1 − h², relu [h > 0], elu 1 if h > 0 else h + α).
-
-This is what autograd computes (tests/unit/test_mlp_value.py compares the two in float64), minus
-the graph bookkeeping, and tanh goes through NumPy, whose vectorised tanh is ~8× faster than
-PyTorch's on a single thread for [128, 64] blocks (docs/performance.md, "Critic fit"). The critic
-fit runs on a background thread during collection; the less of it holds the GIL, the less it slows
-the environment stepping in the main thread.
+tests/unit/test_mlp_value.py compares it with autograd, and with the kernel over NumPy, in float64.
+It runs where the critic is fitted in this process: on a thread (``critic_process=false``), in
+sequence (``critic_overlap=false``) and when the critic worker fails. End to end it saves 6 % of a
+Hopper-v5 run with the critic on a thread against autograd (docs/performance.md, "The in-process
+critic gradient, derived from the kernel").
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from trustpg.accel import np_mlp
 from trustpg.nets.policies import MLPSpec
 
 
 def unsupported(spec: MLPSpec) -> str:
     """Why :class:`MSEGradient` cannot run ``spec`` ("" if it can): a value head on the CPU
-    (NumPy does the tanh)."""
+    (NumPy views of the parameters)."""
     if spec.head != "value":
         return f"a {spec.head!r} head is not a value"
     if any(p.device.type != "cpu" for p in spec.parameters()):
@@ -55,43 +58,31 @@ class MSEGradient:
     @torch.no_grad()
     def __call__(self, x: Tensor, y: Tensor) -> None:
         """x: states ``[m, D]``; y: targets ``[m]``."""
-        inputs = [x]
-        h = x
-        for layer in self.linear[:-1]:
-            h = _activate(self.activation, self.alpha, torch.addmm(layer.bias, h, layer.weight.t()))
-            inputs.append(h)
-        last = self.linear[-1]
-        u = torch.addmm(last.bias, h, last.weight.t()).sub_(y.unsqueeze(1)).mul_(2.0 / x.shape[0])
-        for i in range(len(self.linear) - 1, -1, -1):
-            layer, h = self.linear[i], inputs[i]
-            gw = layer.weight.grad
-            assert gw is not None and layer.bias.grad is not None
-            # dW = uᵀh; MKL is several times slower when the result's last dimension is the small
-            # one (the first layer's [64, D]), so form the wider orientation there.
-            if gw.shape[0] > gw.shape[1]:
-                gw.copy_(torch.mm(h.t(), u).t())
-            else:
-                torch.mm(u.t(), h, out=gw)
-            torch.sum(u, 0, out=layer.bias.grad)
-            if i > 0:
-                u = torch.mm(u, layer.weight).mul_(_derivative(self.activation, self.alpha, h))
+        layers = [(m.weight.t(), m.bias) for m in self.linear]
+        grads = [(m.weight.grad, m.bias.grad) for m in self.linear]
+        np_mlp.mse_gradient(layers, self.activation, x, y, grads, self.alpha, TORCH)
 
 
-def _activate(name: str, alpha: float, z: Tensor) -> Tensor:
-    """σ(z) in place (tanh through NumPy's, on the tensor's memory)."""
-    if name == "tanh":
-        np.tanh(z.numpy(), out=z.numpy())
-        return z
-    if name == "relu":
-        return z.clamp_min_(0.0)
-    return torch.nn.functional.elu_(z, alpha=alpha)
+def _matmul(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
+    if out is None:
+        return torch.mm(a, b)
+    if out.shape[0] > out.shape[1]:
+        # MKL is several times slower when the result's last dimension is the small one (the
+        # first layer's dW [64, D]), so form the wider orientation there.
+        return out.copy_(torch.mm(b.t(), a.t()).t())
+    return torch.mm(a, b, out=out)
 
 
-def _derivative(name: str, alpha: float, h: Tensor) -> Tensor:
-    """σ'(z) from the activation's output h = σ(z), in torch's rounding (the fused 1 − h·h of
-    ``addcmul``; :func:`trustpg.accel.np_mlp.derivative` is the same formula in NumPy's)."""
-    if name == "tanh":
-        return torch.addcmul(torch.ones((), dtype=h.dtype), h, h, value=-1.0)
-    if name == "relu":
-        return (h > 0).to(h.dtype)
-    return torch.where(h > 0, torch.ones((), dtype=h.dtype), h + alpha)
+def _elementwise(f: Callable[[str, np.ndarray, float], np.ndarray]) -> Callable[[str, Tensor, float], Tensor]:
+    """The kernel's NumPy formula ``f`` on a CPU tensor's memory (in place where ``f`` is)."""
+    return lambda name, t, alpha: torch.from_numpy(f(name, t.numpy(), alpha))
+
+
+#: The kernel's operations on CPU tensors (no autograd: call under ``torch.no_grad()``).
+TORCH = np_mlp.Ops(
+    matmul=_matmul,
+    sum0_into=lambda u, out: torch.sum(u, 0, out=out),
+    activate=_elementwise(np_mlp.activate),
+    derivative=_elementwise(np_mlp.derivative),
+    like=lambda u, x: u.to(x.dtype),
+)
