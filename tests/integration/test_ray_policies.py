@@ -1,5 +1,5 @@
-"""The Beta policy and action masks with Ray rollout workers (issue 21): one worker gives the
-in-process run bit for bit, as for the default policies (tests/integration/test_ray.py)."""
+"""The Beta policy, action masks and a recurrent policy with Ray rollout workers (issue 21): one
+worker gives the in-process run bit for bit, as for the default policies (tests/integration/test_ray.py)."""
 
 from __future__ import annotations
 
@@ -57,7 +57,14 @@ def _run(env: str, **overrides):
         agent.close()
 
 
-@pytest.mark.parametrize(("env", "extra"), [("Pendulum-v1", {"action_dist": "beta"}), (MASKED_ID, {})])
+@pytest.mark.parametrize(
+    ("env", "extra"),
+    [
+        ("Pendulum-v1", {"action_dist": "beta"}),
+        (MASKED_ID, {}),
+        ("trustpg/CartPoleNoVel-v1", {"policy": "gru"}),
+    ],
+)
 def test_one_worker_is_the_in_process_sampler(env, extra):
     rows_a, theta_a, rng_a = _run(env, critic_process=False, progress=False, **extra)
     rows_b, theta_b, rng_b = _run(env, workers=1, progress=False, **extra)

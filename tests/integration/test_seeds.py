@@ -83,3 +83,29 @@ def test_ctrl_c_stops_every_seed_with_a_checkpoint(tmp_path):
         assert (run / "checkpoints" / "last.safetensors").is_file()
         assert f"trustpg train --resume {run}" in stdout
     assert "incomplete: 0 of 2 finished" in stdout
+
+
+def _sigint_ignored() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def test_seeds_started_with_sigint_ignored_train_to_the_end(tmp_path):
+    """A background job (``trustpg train --seeds … &`` from a script, ``nohup``) starts with SIGINT
+    ignored: the terminal's Ctrl-C is not for it, neither for the command nor for its runs."""
+    cmd = [sys.executable, "-m", "trustpg", "train", "--seeds", "0", "1", "--jobs", "2", "--steps",
+           "6144", "--num-envs", "2", "--steps-per-env", "256", "--run-dir", str(tmp_path),
+           "--no-progress", "--eval-episodes", "0"]  # fmt: skip
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=_sigint_ignored)  # fmt: skip
+    try:
+        wait_for(lambda: len(list(tmp_path.iterdir())) == 2 and all(rows(r) >= 2 for r in tmp_path.iterdir()),
+                 "both runs' second update")  # fmt: skip
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr and "interrupted" not in stdout + stderr
+    for run in tmp_path.iterdir():
+        assert (run / "summary.json").is_file() and rows(run) == 12

@@ -145,8 +145,8 @@ def test_attaches_by_spec_and_says_once_when_it_cannot(caplog: pytest.LogCapture
         assert _by_hand(Critic(3)) is not None
         assert _by_hand(_Subclass(3)) is None and _by_hand(_Subclass(3)) is None
     said = [r.getMessage() for r in caplog.records]
-    assert said == ["hand-written critic gradient off: _Subclass overrides forward (mlp_spec() is None); "
-                    "the critic is fitted by autograd (~3x slower)"]  # fmt: skip
+    assert said == ["kernel critic gradient off: _Subclass overrides forward (mlp_spec() is None); "
+                    "the critic is fitted by autograd (~1.7x slower a minibatch)"]  # fmt: skip
     with pytest.raises(ValueError, match="not a value"):
         MSEGradient(Actor(3, 2, "categorical").mlp_spec())  # type: ignore[arg-type]
 

@@ -56,7 +56,10 @@ class Pool:
         ctx = mp.get_context("spawn")
         status: list[int | None] = [None] * len(self.jobs)
         pending = list(range(len(self.jobs)))
-        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        # SIGINT ignored at start (a background job, nohup) stays ignored, as in a single run
+        # (train.lifecycle.StopFlag); the spawned runs inherit that and ignore it too.
+        ours = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not signal.SIG_IGN]
+        old = {s: signal.signal(s, self._on_signal) for s in ours}
         last_tick = time.monotonic()
         try:
             while self._running or (pending and not self.stopped):

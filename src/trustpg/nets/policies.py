@@ -299,9 +299,7 @@ def make_actor(
     )
 
 
-def finite_bounds(
-    low: np.ndarray | None, high: np.ndarray | None, dim: int
-) -> tuple[np.ndarray, np.ndarray]:
+def finite_bounds(low: np.ndarray | None, high: np.ndarray | None, dim: int) -> tuple[np.ndarray, np.ndarray]:
     """``low``, ``high`` as float arrays of length ``dim``; ValueError unless finite with low < high."""
     if low is None or high is None:
         raise ValueError("a Beta actor needs the action bounds low and high")

@@ -25,7 +25,7 @@ from trustpg.io.manifest import record_session
 from trustpg.io.progress import TrainProgress
 from trustpg.io.rundir import check_not_foreign, checkpoint_file, locked, write_json
 from trustpg.nets.policies import obs_dim
-from trustpg.nets.recurrent import is_recurrent
+from trustpg.nets.recurrent import Recurrent
 from trustpg.sampling.protocol import Sampler
 from trustpg.train.callbacks import Callback, CallbackList
 from trustpg.train.lifecycle import StopFlag, run_summary
@@ -331,10 +331,8 @@ def _check_policy(policy: nn.Module, observation_space: gym.Space) -> None:
     """Fail early, with the interface spelled out, if a custom policy does not return a distribution."""
     obs = torch.zeros(2, obs_dim(observation_space))  # a Box: the Trainer's critic checked that
     with torch.no_grad():
-        if is_recurrent(policy):  # one step from the initial state (forward takes packed sequences)
-            out = policy.step(obs, policy.initial_state(2))[0]  # type: ignore[operator]
-        else:
-            out = policy(obs)
+        # A recurrent policy: one step from its initial state (its forward takes packed sequences).
+        out = policy.step(obs, policy.initial_state(2))[0] if isinstance(policy, Recurrent) else policy(obs)
     missing = missing_members(out)
     if missing:
         raise TypeError(

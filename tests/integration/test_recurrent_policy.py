@@ -1,0 +1,113 @@
+"""Recurrent policies end to end (issue 21 item 1): collection carries each env's state from batch
+to batch and zeroes it at episode ends, the recurrent critic's values are those of its sequences,
+checkpoints resume bit for bit, the CLI trains one and says which fast paths do not apply, and a
+GRU learns the velocity-free CartPole an MLP cannot (seeds 0-2)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import torch
+from _learning import median, summary, train_seeds
+
+from trustpg import TRPO, Agent
+from trustpg.accel import fallback
+from trustpg.app.cli import main
+from trustpg.core.linalg import flat_params
+from trustpg.nets.recurrent import unpack
+
+ENV = "trustpg/CartPoleNoVel-v1"
+SMALL = dict(num_envs=2, steps_per_env=64, progress=False, tensorboard=False, eval_episodes=0)
+
+
+def _strip(rows: list[dict]) -> list[dict]:
+    timing = ("seconds", "wall_time", "steps_per_sec")
+    return [{k: ("nan" if v != v else v) for k, v in r.items() if not k.endswith(timing)} for r in rows]
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_states_carry_across_batches_and_the_critic_values_are_its_sequences(cell):
+    agent = TRPO(ENV, seed=0, policy=cell, num_envs=3, steps_per_env=50, progress=False)
+    t = agent.trainer
+    sampler = t._ensure_collector()
+    first = sampler.collect(t.actor, t.critic, 50)
+    second = sampler.collect(t.actor, t.critic, 50)
+    assert first.policy_input is not None and first.critic_input is not None
+    done = first.terminated | first.truncated
+    assert done.any()  # episodes of a random policy end within 50 steps: resets are exercised
+    with torch.no_grad():
+        # The critic's values are those of its packed sequences (env-major [N, T]).
+        assert torch.allclose(t.critic(first.critic_input), first.values.T, atol=1e-6)
+        ends = ~done[:-1]  # V(s_{t+1}) where the episode went on
+        assert torch.allclose(first.next_values[:-1][ends], first.values[1:][ends], atol=1e-6)
+        # The actor's state after the first batch, zeroed where an episode ended at its last
+        # step, is where the second batch's sequences start.
+        state, starts, obs = unpack(first.policy_input, t.actor.state_size, t.actor.obs_dim)
+        for k in range(obs.shape[1]):
+            state = t.actor.step(obs[:, k], state * (1 - starts[:, k : k + 1]))[1]
+        state = state * (~done[-1]).float().unsqueeze(-1)
+        carried = second.policy_input[:, : t.actor.state_size]
+        assert torch.allclose(carried, state, atol=1e-6) and carried.abs().sum() > 0
+        assert torch.equal(starts.T[1:].bool(), done[:-1])  # a start flag after every episode end
+    agent.close()
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_recurrent_resume_is_bit_exact(tmp_path, cell):
+    steps = 8 * 128
+    whole = TRPO(ENV, seed=0, policy=cell, **SMALL)
+    rows_whole: list = []
+    whole.learn(steps, callback=rows_whole.append)
+
+    first = TRPO(ENV, seed=0, policy=cell, **SMALL)
+    rows: list = []
+    first.learn(steps // 2, callback=rows.append, run_dir=tmp_path)
+    first.close()
+    second = Agent.load(tmp_path / "checkpoints" / "last")
+    assert second.config.policy == cell
+    second.learn(steps // 2, callback=rows.append)
+
+    assert _strip(rows) == _strip(rows_whole)
+    assert torch.equal(flat_params(second.policy), flat_params(whole.policy))
+    ta, tb = second.trainer.state()[0], whole.trainer.state()[0]
+    assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+    sa, sb = second.trainer.state()[1]["collector"], whole.trainer.state()[1]["collector"]
+    assert sa["recurrent"] == sb["recurrent"] and set(sa["recurrent"]) == {"actor_state", "critic_state"}
+    whole.close()
+
+
+def test_cli_trains_a_gru_and_names_the_fast_paths_it_leaves(tmp_path, caplog, capsys):
+    fallback.reset()
+    with caplog.at_level(logging.INFO, logger="trustpg"):
+        code = main(["train", "--env", ENV, "--policy", "gru", "--steps", "1024", "--num-envs", "2",
+                     "--steps-per-env", "128", "--run-dir", str(tmp_path), "--run-name", "r",
+                     "--eval-episodes", "2", "--no-tensorboard"])  # fmt: skip
+    assert code == 0
+    said = caplog.text
+    assert "sampler off: RecurrentActor" in said and "critic worker process off: RecurrentCritic" in said
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["policy"] == "gru"
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["env_steps"] >= 1024
+    # --resume with another network is refused (the policy is part of a run's identity).
+    code = main(["train", "--resume", str(tmp_path / "r"), "--policy", "lstm", "--steps", "2048"])
+    assert code != 0
+    assert "policy" in capsys.readouterr().err
+
+
+def _cartpole(policy: str):
+    def make(seed: int) -> Agent:
+        return TRPO(ENV, seed=seed, policy=policy, num_envs=8, steps_per_env=128, eval_every=10,
+                    eval_episodes=5, tensorboard=False)  # fmt: skip
+
+    return make
+
+
+def test_a_gru_balances_the_pole_without_velocities_an_mlp_cannot():
+    """Bars from bench-runs/pomdp (docs/benchmarks.md, "Recurrent policies")."""
+    gru = train_seeds(_cartpole("gru"), 40_000)
+    mlp = train_seeds(_cartpole("mlp"), 40_000)
+    assert median(r.best for r in gru) >= 400, summary(gru)
+    assert median(r.late_return for r in gru) >= 150, summary(gru)
+    assert median(r.best for r in mlp) < 200, summary(mlp)
