@@ -73,7 +73,9 @@ def variant_name(env: str, sets: dict[str, Any], preset_name: str = "mujoco") ->
     base = TrainConfig(env=env, **preset).to_dict()
     ours = TrainConfig(env=env, **{**preset, **sets}).to_dict()  # compared as the config stores them
     diff = {k: ours[k] for k in sets if base.get(k) != ours[k]}
-    text = ",".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in sorted(diff.items()))
+    # A string as --set takes it (policy=gru), anything else as JSON (normalize_obs=false).
+    shown = {k: v if isinstance(v, str) else json.dumps(v, separators=(",", ":")) for k, v in diff.items()}
+    text = ",".join(f"{k}={v}" for k, v in sorted(shown.items()))
     return text or "preset"  # values as --set takes them: normalize_obs=false, hidden_sizes=[32,32]
 
 
