@@ -49,7 +49,7 @@ BAD_API = [
     ("activation", "sigmoid", ValueError, "one of tanh, relu, elu"),
     ("log_std_init", 100.0, ValueError, "in [-20, 5]"),
     ("action_dist", "cauchy", ValueError, "one of gaussian, beta"),
-    ("policy", "transformer", ValueError, "one of mlp, gru, lstm"),
+    ("policy", "transformer", ValueError, "one of auto, mlp, gru, lstm, cnn"),
     ("max_kl", 0.0, ValueError, "> 0"),
     ("max_kl", float("inf"), ValueError, "finite"),
     ("max_kl_final", 0.0, ValueError, "unset (constant δ) or > 0"),

@@ -88,10 +88,11 @@ class TrainConfig:
     regression, not by a trust-region step, so a wider one costs no Fisher-vector products."""
     activation: Literal["tanh", "relu", "elu"] = "tanh"
     """Hidden activation."""
-    policy: Literal["mlp", "gru", "lstm"] = "mlp"
-    """Network of actor and critic: an MLP, or a GRU/LSTM cell of hidden_sizes[0] units followed by
-    an MLP of hidden_sizes[1:] (for partially observed envs; trained on whole rollout sequences by
-    backprop through time, its state carried through collection and checkpoints)."""
+    policy: Literal["auto", "mlp", "gru", "lstm", "cnn"] = "auto"
+    """Network of actor and critic: auto (cnn for image observations, else mlp), an MLP, a GRU/LSTM
+    cell of hidden_sizes[0] units under an MLP of hidden_sizes[1:] (for partially observed envs;
+    trained on whole rollout sequences by backprop through time), or a CNN (Nature-CNN for frames
+    of 36×36 and more, the MinAtar network below)."""
     log_std_init: float = 0.0
     """Initial log σ of Gaussian policies."""
     action_dist: Literal["gaussian", "beta"] = "gaussian"
@@ -322,9 +323,9 @@ def validate(c: TrainConfig) -> None:
           "unset (as hidden_sizes) or one or more positive layer sizes")  # fmt: skip
     _need(c.fvp_stride <= c.batch_size, "fvp_stride", c.fvp_stride,
           f"<= the batch size num_envs*steps_per_env = {c.batch_size}")  # fmt: skip
-    _need(c.policy == "mlp" or c.curvature == "cg", "curvature", c.curvature,
-          f"cg with policy={c.policy!r} (kfac, diagonal and empirical take per-state layer inputs or "
-          "gradients, which a recurrent network's states do not have)")  # fmt: skip
+    _need(c.policy in ("auto", "mlp") or c.curvature == "cg", "curvature", c.curvature,
+          f"cg with policy={c.policy!r} (kfac, diagonal and empirical are written for Linear "
+          "layers applied to each state on its own)")  # fmt: skip
     _need(c.vectorization in ("sync", "async", "envpool"), "vectorization", c.vectorization,
           "sync, async or envpool")  # fmt: skip
     _need(c.workers >= 0, "workers", c.workers, ">= 0 (0 samples in-process)")

@@ -28,6 +28,7 @@ import numpy as np
 from gymnasium.wrappers import FlattenObservation
 from gymnasium.wrappers.vector import FlattenObservation as VecFlattenObservation
 
+from trustpg.envs.images import make_kwargs, register_known, standard_wrappers
 from trustpg.envs.masking import FlattenWithMask, flatten_with_mask, has_mask_key
 
 EnvLike: TypeAlias = "str | gym.Env | gym.vector.VectorEnv | Callable[[], gym.Env]"
@@ -49,6 +50,9 @@ def check_env_id(env_id: str) -> None:
             f"env {env_id!r} was given as a Python object when the agent was trained; "
             "pass env=<the env, or a factory> to recreate it (trustpg.Agent.load(path, env=...))"
         )
+    install = register_known(env_id)  # MinAtar/..., ALE/... (trustpg.envs.images)
+    if install is not None:
+        raise ValueError(f"environment {env_id!r} needs its package: {install}")
     if env_id not in gym.registry:
         close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3, cutoff=0.6)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -148,7 +152,7 @@ class EnvSource:
             kwargs = dict(self.env_kwargs)
             if render_mode is not None:
                 kwargs["render_mode"] = render_mode
-            return flatten_if_needed(gym.make(self._id, **kwargs))
+            return self._standard(gym.make(self._id, **make_kwargs(self._id, kwargs)))
         if self._factory is not None:
             env = self._factory()
         elif self._instance is not None:
@@ -168,6 +172,12 @@ class EnvSource:
                 f"{self.name} renders in mode {env.render_mode!r}; video needs an env created "
                 f"with render_mode={render_mode!r}"
             )
+        return flatten_if_needed(env)
+
+    def _standard(self, env: gym.Env) -> gym.Env:
+        """An env made from the id with its standard wrappers (Atari preprocessing), flattened."""
+        for wrap in standard_wrappers(self._id):
+            env = wrap(env)
         return flatten_if_needed(env)
 
     def _copy_instance(self) -> gym.Env:
@@ -194,14 +204,18 @@ class EnvSource:
         # Async workers are made in their subprocesses: there they leave a terminal's Ctrl-C
         # (sent to the whole process group) to the trainer, which stops cleanly and closes them.
         shield = [ignore_terminal_interrupt] if vectorization == "async" else []
-        wrappers: list[Callable[[gym.Env], gym.Env]] = [flatten_if_needed, *shield]
+        wrappers: list[Callable[[gym.Env], gym.Env]] = [
+            *standard_wrappers(self._id),
+            flatten_if_needed,
+            *shield,
+        ]
         if self._id is not None:
             return gym.make_vec(
                 self._id, num_envs=num_envs, vectorization_mode=vectorization,
                 vector_kwargs={"autoreset_mode": SAME_STEP},
                 # Gymnasium annotates wrappers as returning a Wrapper; it only needs an Env (env = w(env)).
                 wrappers=wrappers,  # type: ignore[arg-type]
-                **self.env_kwargs,
+                **make_kwargs(self._id, self.env_kwargs),
             )  # fmt: skip
         fns = [self._env_fn(i) for i in range(num_envs)]
         if vectorization == "async":
@@ -227,7 +241,7 @@ class EnvSource:
             env = self._instance
             return flatten_if_needed(env).observation_space, env.action_space, env.observation_space
         if self._id is not None:
-            probe = gym.make(self._id, **self.env_kwargs)
+            probe = self._standard(gym.make(self._id, **make_kwargs(self._id, self.env_kwargs)))
         elif self._factory is not None:
             probe = self._factory()
         try:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from trustpg.accel.fallback import announce_off
 from trustpg.accel.fast_actor import NumpyActor
 from trustpg.core.distributions import Distribution
 from trustpg.core.moments import RunningMeanStd
@@ -24,6 +25,7 @@ from trustpg.envs.envstate import capture_vector_env, decode, encode, failed_env
 from trustpg.envs.source import EnvSource
 from trustpg.envs.watchdog import StepTimeout, TimedVectorEnv, WorkerExited
 from trustpg.errors import CheckpointError, EnvFault
+from trustpg.nets.cnn import image_layout
 from trustpg.sampling.sequences import SequenceMemory
 
 #: Variance floor of the running normalisers.
@@ -46,8 +48,9 @@ class ObsNormalizer:
     _std_of: np.ndarray | None = field(init=False, repr=False, default=None)
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        if not self.enabled:
-            return np.asarray(obs, np.float32)
+        if not self.enabled:  # frames stay compact (uint8; booleans as 0/1): the CNN scales them
+            compact = obs.dtype in (np.uint8, np.bool_)
+            return obs.astype(np.uint8, copy=False) if compact else np.asarray(obs, np.float32)
         return normalize_obs(obs, self.rms.mean, self.std(), self.clip, self.raw_tail)
 
     def std(self) -> np.ndarray:
@@ -69,6 +72,15 @@ def normalize_obs(
     if raw_tail:
         z[..., -raw_tail:] = obs[..., -raw_tail:]
     return z
+
+
+def normalizes_obs(space: gym.Space, requested: bool) -> bool:
+    """Whether observations of ``space`` are normalised: as ``requested``, except images, which the
+    CNN scales itself (:mod:`trustpg.nets.cnn`; said once in the log)."""
+    if requested and image_layout(space) is not None:
+        announce_off("observation normalisation", "the observations are images", "the CNN scales the pixels")
+        return False
+    return requested
 
 
 def make_vec_env(
@@ -129,7 +141,8 @@ class Collector:
             obs_rms = RunningMeanStd(space.shape)
         # A mask at the end of each observation (envs.masking.MaskedObsBox) is not normalised.
         raw_tail = int(getattr(env.single_observation_space, "mask_dim", 0))
-        self.obs_norm = ObsNormalizer(obs_rms, obs_clip, normalize_obs, raw_tail)
+        enabled = normalizes_obs(env.single_observation_space, normalize_obs)
+        self.obs_norm = ObsNormalizer(obs_rms, obs_clip, enabled, raw_tail)
         self.ret_rms = (ret_rms or RunningMeanStd(())) if normalize_reward else None
         self.gamma = gamma
         self.generator = generator or torch.Generator().manual_seed(seed)
@@ -234,7 +247,8 @@ class Collector:
                     dist: Distribution = memory.act(actor, obs_t) if recurrent else actor(obs_t)  # type: ignore[union-attr]
                     env_action = dist.sample(self.generator).numpy()
                 obs_buf.append(obs_t)
-                raw_buf.append(cur)
+                if self.obs_norm.enabled:
+                    raw_buf.append(cur)
                 act_buf.append(env_action)
                 if box is not None:
                     env_action = np.clip(env_action, box.low, box.high)

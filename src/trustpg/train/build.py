@@ -12,6 +12,7 @@ from trustpg.core.kfac import KFACDirection
 from trustpg.core.rules import NPG, TRPO, VPG
 from trustpg.core.update import UpdateRule
 from trustpg.io.memory import check_memory
+from trustpg.nets.cnn import image_layout, make_cnn
 from trustpg.nets.policies import Critic, action_kind, make_actor, obs_dim
 from trustpg.nets.recurrent import make_recurrent
 
@@ -47,18 +48,30 @@ def networks(
 ) -> tuple[nn.Module, nn.Module]:
     """Actor (``actor`` if given) and critic for ``c.policy``: MLPs, or GRU/LSTM cells of
     ``hidden_sizes[0]`` units under MLP heads of the remaining sizes (:mod:`trustpg.nets.recurrent`)."""
-    if c.policy == "mlp":
+    kind = c.policy
+    if kind == "auto":
+        kind = "cnn" if image_layout(obs_space) is not None else "mlp"
+    if kind == "cnn":
+        if c.curvature != "cg":
+            raise ValueError(
+                f"curvature={c.curvature!r} is invalid: must be cg for image observations (a CNN "
+                "policy): kfac, diagonal and empirical are written for Linear layers"
+            )
+        cnn_actor, cnn_critic = make_cnn(obs_space, act_space, c.log_std_init, c.action_dist)
+        return (actor if actor is not None else cnn_actor), cnn_critic
+    if kind == "mlp":
         made = actor if actor is not None else make_actor(
             obs_space, act_space, c.hidden_sizes, c.activation, c.log_std_init, c.action_dist
         )  # fmt: skip
         return made, Critic(obs_dim(obs_space), c.critic_hidden_sizes, c.activation)
     h, vh = c.hidden_sizes, c.critic_hidden_sizes
+    assert kind in ("gru", "lstm")
     rnn_actor, critic = make_recurrent(
-        obs_space, act_space, c.policy, h[0], h[1:], vh[1:], c.activation, c.log_std_init,
+        obs_space, act_space, kind, h[0], h[1:], vh[1:], c.activation, c.log_std_init,
         c.action_dist,
     )  # fmt: skip
     if vh[0] != h[0]:  # the critic's own cell size
-        critic = make_recurrent(obs_space, act_space, c.policy, vh[0], h[1:], vh[1:], c.activation,
+        critic = make_recurrent(obs_space, act_space, kind, vh[0], h[1:], vh[1:], c.activation,
                                 c.log_std_init, c.action_dist)[1]  # fmt: skip
     return (actor if actor is not None else rnn_actor), critic
 

@@ -28,7 +28,7 @@ from trustpg.io.record import UpdateRecord
 from trustpg.nets.recurrent import is_recurrent
 from trustpg.sampling.distributed import RayCollector
 from trustpg.sampling.protocol import Sampler
-from trustpg.sampling.rollout import Batch, Collector
+from trustpg.sampling.rollout import Batch, Collector, normalizes_obs
 from trustpg.train.build import check_memory_for, make_rule, networks
 from trustpg.train.value import CriticFitter
 
@@ -296,7 +296,7 @@ class Trainer:
         an empty list (an episode's first step) or no ``state`` starts from the initial state."""
         c = self.config
         x = np.asarray(obs, np.float64)
-        if c.normalize_obs:
+        if normalizes_obs(self.observation_space, c.normalize_obs):
             x = (x - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
             x = np.clip(x, -c.obs_clip, c.obs_clip)
             if tail := int(getattr(self.observation_space, "mask_dim", 0)):  # an action mask stays raw

@@ -1,0 +1,65 @@
+"""Image-observation envs trustpg knows how to make from an id: MinAtar and ALE Atari.
+
+* ``MinAtar/<Game>-v0|v1`` (``pip install minatar``; Young & Tian 2019): 10×10×C boolean frames.
+  Their ids are registered here on first use (MinAtar registers them only on request).
+* ``ALE/<Game>-v5`` (``pip install ale-py``): made with ``frameskip=1`` and wrapped in the standard
+  DQN preprocessing (Mnih et al. 2015; Machado et al. 2018): up to 30 no-op starts, frame skip 4
+  with max-pooling of the last two frames, 84×84 grayscale, and a stack of the last 4 frames
+  (``gymnasium.wrappers.AtariPreprocessing`` and ``FrameStackObservation``). Rewards are not
+  clipped (trustpg's reward normalisation scales them instead), so reported returns are the game's.
+
+Pixels stay ``uint8`` (MinAtar's booleans become 0/1 ``uint8``) through collection and in the batch;
+the CNN (:mod:`trustpg.nets.cnn`) scales them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+
+ATARI_STACK = 4
+
+
+def register_known(env_id: str) -> str | None:
+    """Register the ids of MinAtar / ALE if ``env_id`` is one of theirs and the package is installed;
+    returns what to install when it is not (else None)."""
+    if env_id.startswith("MinAtar/"):
+        try:
+            minatar_gym = importlib.import_module("minatar.gym")
+        except ImportError:
+            return "pip install minatar"
+        if env_id not in gym.registry:
+            minatar_gym.register_envs()
+    elif env_id.startswith("ALE/"):
+        try:
+            ale_py = importlib.import_module("ale_py")
+        except ImportError:
+            return "pip install ale-py"
+        gym.register_envs(ale_py)
+    return None
+
+
+def is_atari(env_id: str | None) -> bool:
+    return env_id is not None and env_id.startswith("ALE/")
+
+
+def make_kwargs(env_id: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``gymnasium.make`` kwargs for ``env_id``: ALE frames one at a time (the wrapper skips)."""
+    return {"frameskip": 1, **kwargs} if is_atari(env_id) else kwargs
+
+
+def standard_wrappers(env_id: str | None) -> list[Callable[[gym.Env], gym.Env]]:
+    """The wrappers an env made from ``env_id`` gets (the Atari preprocessing), outermost last."""
+    if not is_atari(env_id):
+        return []
+
+    def preprocess(env: gym.Env) -> gym.Env:
+        env = gym.wrappers.AtariPreprocessing(
+            env, noop_max=30, frame_skip=4, screen_size=84, grayscale_obs=True, terminal_on_life_loss=False
+        )
+        return gym.wrappers.FrameStackObservation(env, ATARI_STACK)
+
+    return [preprocess]

@@ -1,0 +1,83 @@
+"""CNN policies end to end (issue 21 item 2): chosen automatically for image observations, frames
+kept uint8 in the batch, normalisation left to the network (said once), bit-exact resume, learning
+on a toy image task over seeds 0-2, and MinAtar / ALE Atari by id when their packages are here."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from _image_envs import ENV_ID
+from _learning import median, summary, train_seeds
+
+from trustpg import TRPO, Agent
+from trustpg.accel import fallback
+from trustpg.core.linalg import flat_params
+from trustpg.nets.cnn import CNNActor, CNNCritic
+
+SMALL = dict(num_envs=2, steps_per_env=64, progress=False, tensorboard=False, eval_episodes=0)
+
+
+def _strip(rows: list[dict]) -> list[dict]:
+    timing = ("seconds", "wall_time", "steps_per_sec")
+    return [{k: ("nan" if v != v else v) for k, v in r.items() if not k.endswith(timing)} for r in rows]
+
+
+def test_images_get_a_cnn_and_stay_uint8_in_the_batch(caplog):
+    fallback.reset()
+    with caplog.at_level(logging.INFO, logger="trustpg"):
+        agent = TRPO(ENV_ID, seed=0, **SMALL)
+        assert isinstance(agent.policy, CNNActor) and isinstance(agent.critic, CNNCritic)
+        t = agent.trainer
+        batch = t._ensure_collector().collect(t.actor, t.critic, 16)
+    assert batch.obs.dtype == torch.uint8 and batch.obs.shape == (16, 2, 12, 12, 1)
+    assert "observation normalisation off: the observations are images" in caplog.text
+    assert "sampler off: CNNActor" in caplog.text
+    with pytest.raises(ValueError, match="curvature='kfac' is invalid"):
+        TRPO(ENV_ID, curvature="kfac", **SMALL)
+    assert type(TRPO(ENV_ID, policy="mlp", **SMALL).policy).__name__ == "Actor"  # asked for: honoured
+    agent.close()
+
+
+def test_cnn_resume_is_bit_exact(tmp_path):
+    steps = 8 * 128
+    whole = TRPO(ENV_ID, seed=0, **SMALL)
+    rows_whole: list = []
+    whole.learn(steps, callback=rows_whole.append)
+    first = TRPO(ENV_ID, seed=0, **SMALL)
+    rows: list = []
+    first.learn(steps // 2, callback=rows.append, run_dir=tmp_path)
+    first.close()
+    second = Agent.load(tmp_path / "checkpoints" / "last")
+    second.learn(steps // 2, callback=rows.append)
+    assert _strip(rows) == _strip(rows_whole)
+    assert torch.equal(flat_params(second.policy), flat_params(whole.policy))
+    whole.close()
+
+
+def test_cnn_learns_to_read_the_frame():
+    """Uniform play earns 10 per 20-step episode, reading the frame 20. Measured (seeds 0-2, 12,288
+    steps): training return 20.0, 20.0, 20.0 over the last updates, every evaluation 20."""
+    runs = train_seeds(
+        lambda s: TRPO(ENV_ID, seed=s, num_envs=4, steps_per_env=128, tensorboard=False), 12_288
+    )
+    assert median(r.late_return for r in runs) >= 17, summary(runs)
+    assert median(r.final for r in runs) >= 18, summary(runs)
+
+
+@pytest.mark.parametrize("env", ["MinAtar/Breakout-v1", "ALE/Pong-v5"])
+def test_minatar_and_atari_run_end_to_end(env):
+    pytest.importorskip("minatar" if env.startswith("MinAtar") else "ale_py")
+    if env.startswith("ALE"):
+        pytest.importorskip("cv2")
+    agent = TRPO(env, seed=0, num_envs=2, steps_per_env=32, progress=False, tensorboard=False)
+    rows: list = []
+    agent.learn(128, callback=rows.append)
+    space = agent.observation_space
+    assert space.shape == ((4, 84, 84) if env.startswith("ALE") else (10, 10, 4))
+    assert isinstance(agent.policy, CNNActor) and rows[-1]["env_steps"] == 128
+    assert not rows[-1]["skipped"] and 0 < rows[-1]["measured_kl"] <= 0.01 + 1e-9
+    mean, _, _ = agent.evaluate(1, max_episode_steps=200)
+    assert mean == mean  # a number: the episode ran with the standard wrappers
+    agent.close()
