@@ -28,3 +28,10 @@ def as_from_a_terminal() -> None:
     terminal gives it. (A test run launched in the background of a script inherits SIGINT
     ignored, and a child would inherit that too; Python then never raises KeyboardInterrupt.)"""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def untimed(rows: list[dict]) -> list[dict]:
+    """Metrics rows without their timing columns (seconds, *_seconds, wall_time, steps_per_sec),
+    NaN as "nan" so that rows compare equal: what a bit-exact resume must reproduce."""
+    timing = ("seconds", "wall_time", "steps_per_sec")
+    return [{k: ("nan" if v != v else v) for k, v in r.items() if not k.endswith(timing)} for r in rows]

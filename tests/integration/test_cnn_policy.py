@@ -10,6 +10,7 @@ import pytest
 import torch
 from _image_envs import ENV_ID
 from _learning import median, summary, train_seeds
+from _runs import untimed
 
 from trustpg import TRPO, Agent
 from trustpg.accel import fallback
@@ -17,11 +18,6 @@ from trustpg.core.linalg import flat_params
 from trustpg.nets.cnn import CNNActor, CNNCritic
 
 SMALL = dict(num_envs=2, steps_per_env=64, progress=False, tensorboard=False, eval_episodes=0)
-
-
-def _strip(rows: list[dict]) -> list[dict]:
-    timing = ("seconds", "wall_time", "steps_per_sec")
-    return [{k: ("nan" if v != v else v) for k, v in r.items() if not k.endswith(timing)} for r in rows]
 
 
 def test_images_get_a_cnn_and_stay_uint8_in_the_batch(caplog):
@@ -51,7 +47,7 @@ def test_cnn_resume_is_bit_exact(tmp_path):
     first.close()
     second = Agent.load(tmp_path / "checkpoints" / "last")
     second.learn(steps // 2, callback=rows.append)
-    assert _strip(rows) == _strip(rows_whole)
+    assert untimed(rows) == untimed(rows_whole)
     assert torch.equal(flat_params(second.policy), flat_params(whole.policy))
     whole.close()
 

@@ -11,6 +11,7 @@ import logging
 import pytest
 import torch
 from _learning import median, summary, train_seeds
+from _runs import untimed
 
 from trustpg import TRPO, Agent
 from trustpg.accel import fallback
@@ -20,11 +21,6 @@ from trustpg.nets.recurrent import unpack
 
 ENV = "trustpg/CartPoleNoVel-v1"
 SMALL = dict(num_envs=2, steps_per_env=64, progress=False, tensorboard=False, eval_episodes=0)
-
-
-def _strip(rows: list[dict]) -> list[dict]:
-    timing = ("seconds", "wall_time", "steps_per_sec")
-    return [{k: ("nan" if v != v else v) for k, v in r.items() if not k.endswith(timing)} for r in rows]
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
@@ -69,7 +65,7 @@ def test_recurrent_resume_is_bit_exact(tmp_path, cell):
     assert second.config.policy == cell
     second.learn(steps // 2, callback=rows.append)
 
-    assert _strip(rows) == _strip(rows_whole)
+    assert untimed(rows) == untimed(rows_whole)
     assert torch.equal(flat_params(second.policy), flat_params(whole.policy))
     ta, tb = second.trainer.state()[0], whole.trainer.state()[0]
     assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
@@ -97,17 +93,18 @@ def test_cli_trains_a_gru_and_names_the_fast_paths_it_leaves(tmp_path, caplog, c
 
 
 def _cartpole(policy: str):
-    def make(seed: int) -> Agent:
-        return TRPO(ENV, seed=seed, policy=policy, num_envs=8, steps_per_env=128, eval_every=10,
-                    eval_episodes=5, tensorboard=False)  # fmt: skip
+    def make(seed: int) -> Agent:  # the classic preset's settings, as the benchmark runs
+        return TRPO(ENV, seed=seed, policy=policy, eval_every=10, eval_episodes=5, tensorboard=False)
 
     return make
 
 
 def test_a_gru_balances_the_pole_without_velocities_an_mlp_cannot():
-    """Bars from bench-runs/pomdp (docs/benchmarks.md, "Recurrent policies")."""
-    gru = train_seeds(_cartpole("gru"), 40_000)
-    mlp = train_seeds(_cartpole("mlp"), 40_000)
-    assert median(r.best for r in gru) >= 400, summary(gru)
+    """Measured in bench-runs/pomdp (docs/benchmarks.md, "Recurrent policies"), 50k steps, seeds
+    0-2: the GRU's final evaluation 500, 494, 500 (training return at the end 310-498); the MLP's
+    final evaluation 42-50, its training return never above 60."""
+    gru = train_seeds(_cartpole("gru"), 50_000)
+    mlp = train_seeds(_cartpole("mlp"), 50_000)
+    assert median(r.final for r in gru) >= 400, summary(gru)
     assert median(r.late_return for r in gru) >= 150, summary(gru)
-    assert median(r.best for r in mlp) < 200, summary(mlp)
+    assert median(r.best for r in mlp) < 150, summary(mlp)

@@ -11,8 +11,6 @@ last (``(10, 10, C)``, the Gymnasium image convention); a 2-D frame has one chan
 
 from __future__ import annotations
 
-from typing import Any
-
 import gymnasium as gym
 import numpy as np
 import torch
@@ -24,8 +22,9 @@ from trustpg.nets.policies import (
     POLICY_HEAD_GAIN,
     VALUE_HEAD_GAIN,
     ActionKind,
-    action_kind,
+    BoxDist,
     head_distribution,
+    head_of,
 )
 
 #: Frames at least this wide and high get the Nature-CNN (its receptive field and strides need it).
@@ -133,15 +132,10 @@ class CNNCritic(nn.Module):
 
 
 def make_cnn(
-    observation_space: gym.Space, action_space: gym.Space, log_std_init: float, action_dist: Any
+    observation_space: gym.Space, action_space: gym.Space, log_std_init: float, action_dist: BoxDist
 ) -> tuple[CNNActor, CNNCritic]:
     """The CNN actor and critic for these spaces."""
     if not isinstance(observation_space, gym.spaces.Box):
         raise ValueError(f"a CNN policy needs image observations (a 2-D or 3-D Box), got {observation_space}")
-    kind, dim = action_kind(action_space)
-    if action_dist == "beta":
-        kind = "beta"
-    nvec = (
-        tuple(int(n) for n in action_space.nvec) if isinstance(action_space, gym.spaces.MultiDiscrete) else ()
-    )
-    return CNNActor(observation_space, dim, kind, log_std_init, nvec), CNNCritic(observation_space)
+    h = head_of(observation_space, action_space, action_dist)
+    return CNNActor(observation_space, h.dim, h.kind, log_std_init, h.nvec), CNNCritic(observation_space)

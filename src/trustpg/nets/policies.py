@@ -281,6 +281,28 @@ def make_actor(
 ) -> Actor:
     """The default actor for these spaces; ``action_dist`` picks the family of Box actions
     (``"beta"`` needs a Box with finite bounds; other spaces accept only ``"gaussian"``, the default)."""
+    h = head_of(observation_space, action_space, action_dist)
+    return Actor(
+        obs_dim(observation_space), h.dim, h.kind, hidden, activation, log_std_init, h.nvec, h.low, h.high,
+        h.mask_dim,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Head:
+    """What an actor's output layer stands for, from the spaces (every network type builds on it)."""
+
+    kind: ActionKind
+    dim: int
+    nvec: tuple[int, ...] = ()
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
+    #: Trailing observation entries that are an action mask (envs.masking.MaskedObsBox), 0: none.
+    mask_dim: int = 0
+
+
+def head_of(observation_space: gym.Space, action_space: gym.Space, action_dist: BoxDist = "gaussian") -> Head:
+    """The action family, its size, ``nvec`` (MultiDiscrete), the Beta box and the mask size."""
     kind, dim = action_kind(action_space)
     nvec: tuple[int, ...] = ()
     if isinstance(action_space, gym.spaces.MultiDiscrete):  # kind "multicategorical"
@@ -292,11 +314,7 @@ def make_actor(
         kind, low, high = "beta", action_space.low, action_space.high
     elif action_dist != "gaussian":
         raise ValueError(f"action_dist must be 'gaussian' or 'beta', got {action_dist!r}")
-    # A flat observation that carries an action mask in its last entries (envs.masking.MaskedObsBox).
-    masked = int(getattr(observation_space, "mask_dim", 0))
-    return Actor(
-        obs_dim(observation_space), dim, kind, hidden, activation, log_std_init, nvec, low, high, masked
-    )
+    return Head(kind, dim, nvec, low, high, int(getattr(observation_space, "mask_dim", 0)))
 
 
 def finite_bounds(low: np.ndarray | None, high: np.ndarray | None, dim: int) -> tuple[np.ndarray, np.ndarray]:

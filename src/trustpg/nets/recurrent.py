@@ -31,9 +31,9 @@ from trustpg.nets.policies import (
     VALUE_HEAD_GAIN,
     ActionKind,
     BoxDist,
-    action_kind,
     finite_bounds,
     head_distribution,
+    head_of,
     mlp,
     obs_dim,
 )  # fmt: skip
@@ -192,18 +192,10 @@ def make_recurrent(
     action_dist: BoxDist = "gaussian",
 ) -> tuple[RecurrentActor, RecurrentCritic]:  # fmt: skip
     """The recurrent actor and critic for these spaces (as :func:`~trustpg.nets.policies.make_actor`)."""
-    kind, dim = action_kind(action_space)
-    nvec: tuple[int, ...] = ()
-    if isinstance(action_space, gym.spaces.MultiDiscrete):
-        nvec = tuple(int(n) for n in action_space.nvec)
-    low = high = None
-    if action_dist == "beta":
-        if not isinstance(action_space, gym.spaces.Box):
-            raise ValueError(f"action_dist='beta' needs Box actions with finite bounds, got {action_space}")
-        kind, low, high = "beta", action_space.low, action_space.high
+    h = head_of(observation_space, action_space, action_dist)
     size = obs_dim(observation_space)
-    masked = int(getattr(observation_space, "mask_dim", 0))
     actor = RecurrentActor(
-        size, dim, kind, cell, state_hidden, hidden, activation, log_std_init, nvec, low, high, masked
-    )
+        size, h.dim, h.kind, cell, state_hidden, hidden, activation, log_std_init, h.nvec, h.low, h.high,
+        h.mask_dim,
+    )  # fmt: skip
     return actor, RecurrentCritic(size, cell, state_hidden, critic_hidden, activation)
