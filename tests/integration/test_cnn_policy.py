@@ -52,6 +52,7 @@ def test_cnn_resume_is_bit_exact(tmp_path):
     whole.close()
 
 
+@pytest.mark.slow
 def test_cnn_learns_to_read_the_frame():
     """Uniform play earns 10 per 20-step episode, reading the frame 20. Measured (seeds 0-2, 12,288
     steps): training return 20.0, 20.0, 20.0 over the last updates, every evaluation 20."""

@@ -99,6 +99,7 @@ def _cartpole(policy: str):
     return make
 
 
+@pytest.mark.slow
 def test_a_gru_balances_the_pole_without_velocities_an_mlp_cannot():
     """Measured in bench-runs/pomdp (docs/benchmarks.md, "Recurrent policies"), 50k steps, seeds
     0-2: the GRU's final evaluation 500, 494, 500 (training return at the end 310-498); the MLP's
