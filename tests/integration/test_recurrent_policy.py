@@ -102,10 +102,12 @@ def _cartpole(policy: str):
 @pytest.mark.slow
 def test_a_gru_balances_the_pole_without_velocities_an_mlp_cannot():
     """Measured in bench-runs/pomdp (docs/benchmarks.md, "Recurrent policies"), 50k steps, seeds
-    0-2: the GRU's final evaluation 500, 494, 500 (training return at the end 310-498); the MLP's
-    final evaluation 42-50, its training return never above 60."""
+    0-4: the GRU's final evaluation 500, 494, 500, 370, 202 and its training return over the last 10
+    updates 418, 450, 370, 329, 356; the MLP's final evaluation 41-50, training return never above
+    62 (last 10 updates 48-51). The bars sit well inside both ranges."""
     gru = train_seeds(_cartpole("gru"), 50_000)
     mlp = train_seeds(_cartpole("mlp"), 50_000)
-    assert median(r.final for r in gru) >= 400, summary(gru)
-    assert median(r.late_return for r in gru) >= 150, summary(gru)
+    assert median(r.late_return for r in gru) >= 200, summary(gru)
+    assert median(r.final for r in gru) >= 150, summary(gru)
     assert median(r.best for r in mlp) < 150, summary(mlp)
+    assert median(r.late_return for r in mlp) < 100, summary(mlp)
