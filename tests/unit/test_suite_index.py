@@ -64,3 +64,19 @@ def test_variant_names_are_the_differences_from_the_preset():
     name = suite.variant_name("Hopper-v5", suite.parse_sets(["normalize_obs=false", "hidden_sizes=[32,32]"]))
     assert name == "hidden_sizes=[32,32],normalize_obs=false"
     assert suite.seeds("0-2,7") == [0, 1, 2, 7]
+
+
+def test_other_suites_start_from_their_preset_and_keep_out_of_the_mujoco_report(tmp_path):
+    assert (
+        suite.variant_name("trustpg/CartPoleNoVel-v1", suite.parse_sets(["policy=gru"]), "classic")
+        == "policy=gru"
+    )
+    # Pendulum's classic preset sets gamma 0.9: the same value is no variant, another one is.
+    assert suite.variant_name("trustpg/PendulumNoVel-v1", {"gamma": 0.9}, "classic") == "preset"
+    assert suite.variant_name("trustpg/PendulumNoVel-v1", {"gamma": 0.99}, "classic") == "gamma=0.99"
+    run = suite.run_dir("pomdp", "abc", "trustpg/CartPoleNoVel-v1", "trpo", "preset", 0)
+    assert run.parts[-4] == "trustpg_CartPoleNoVel-v1"  # one directory, as the index's layout expects
+    entry = {"layout": "suite", "attributed": True, "finished": True, "variant": "preset", "eval_mean": 1.0,
+             "suite": "pomdp", "env": "trustpg/CartPoleNoVel-v1", "algo": "trpo", "commit": "abc", "seed": 0,
+             "started": "x"}  # fmt: skip
+    assert suite_report.headline_groups([entry]) == {}
