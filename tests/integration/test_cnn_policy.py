@@ -27,12 +27,17 @@ def test_images_get_a_cnn_and_stay_uint8_in_the_batch(caplog):
         assert isinstance(agent.policy, CNNActor) and isinstance(agent.critic, CNNCritic)
         t = agent.trainer
         batch = t._ensure_collector().collect(t.actor, t.critic, 16)
-    assert batch.obs.dtype == torch.uint8 and batch.obs.shape == (16, 2, 12, 12, 1)
+    assert batch.obs.dtype == torch.uint8 and batch.obs.shape == (16, 2, 144)  # flat rows, as any Box
     assert "observation normalisation off: the observations are images" in caplog.text
     assert "sampler off: CNNActor" in caplog.text
     with pytest.raises(ValueError, match="curvature='kfac' is invalid"):
         TRPO(ENV_ID, curvature="kfac", **SMALL)
-    assert type(TRPO(ENV_ID, policy="mlp", **SMALL).policy).__name__ == "Actor"  # asked for: honoured
+    mlp = TRPO(ENV_ID, policy="mlp", **SMALL)  # asked for: honoured, frames flattened and normalised
+    assert type(mlp.policy).__name__ == "Actor"
+    mlp.learn(256)
+    t = mlp.trainer
+    assert t._ensure_collector().collect(t.actor, t.critic, 4).obs.dtype == torch.float32
+    mlp.close()
     agent.close()
 
 

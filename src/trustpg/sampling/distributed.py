@@ -40,7 +40,7 @@ from trustpg.core.moments import Moments, RunningMeanStd, combine_all
 from trustpg.envs.source import EnvSource, is_custom
 from trustpg.errors import EnvFault, MissingExtra
 from trustpg.sampling.ray_connect import connect_ray
-from trustpg.sampling.rollout import NORM_EPS, Batch, Collector
+from trustpg.sampling.rollout import NORM_EPS, Batch, Collector, obs_handling
 
 RAY_HINT = "pip install 'trustpg[ray]'"
 #: A worker index that dies this many times within one iteration stops the run.
@@ -98,9 +98,11 @@ class RolloutWorker:
         n = c.num_envs // c.workers
         env = EnvSource(c.env, c.env_kwargs_dict()).make_vec(n, c.vectorization)
         # Rewards stay raw here: the learner scales them with statistics merged over all workers.
+        normalize, compact = obs_handling(env.single_observation_space, c.normalize_obs, c.policy)
         self.collector = Collector(
-            env, env_seed, c.normalize_obs, c.obs_clip, False, c.gamma, step_timeout=c.step_timeout
-        )
+            env, env_seed, normalize, c.obs_clip, False, c.gamma, step_timeout=c.step_timeout,
+            compact_frames=compact,
+        )  # fmt: skip
         self.collector.generator.set_state(rng_state)
         self.actor, self.critic = actor, critic
         self.gamma = c.gamma

@@ -44,13 +44,16 @@ class ObsNormalizer:
     clip: float
     enabled: bool = True
     raw_tail: int = 0
+    #: Keep uint8 (and boolean) frames as uint8 when not normalising: a CNN scales them itself.
+    compact: bool = False
     _std: np.ndarray | None = field(init=False, repr=False, default=None)
     _std_of: np.ndarray | None = field(init=False, repr=False, default=None)
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        if not self.enabled:  # frames stay compact (uint8; booleans as 0/1): the CNN scales them
-            compact = obs.dtype in (np.uint8, np.bool_)
-            return obs.astype(np.uint8, copy=False) if compact else np.asarray(obs, np.float32)
+        if not self.enabled:  # frames for a CNN stay compact (uint8; booleans as 0/1)
+            if self.compact and obs.dtype in (np.uint8, np.bool_):
+                return obs.astype(np.uint8, copy=False)
+            return np.asarray(obs, np.float32)
         return normalize_obs(obs, self.rms.mean, self.std(), self.clip, self.raw_tail)
 
     def std(self) -> np.ndarray:
@@ -74,13 +77,14 @@ def normalize_obs(
     return z
 
 
-def normalizes_obs(space: gym.Space, requested: bool) -> bool:
-    """Whether observations of ``space`` are normalised: as ``requested``, except images, which the
-    CNN scales itself (:mod:`trustpg.nets.cnn`; said once in the log)."""
-    if requested and image_layout(space) is not None:
+def obs_handling(space: gym.Space, requested: bool, policy: str) -> tuple[bool, bool]:
+    """(normalise, keep frames compact) for observations of ``space``: images for a CNN (``policy``
+    auto or cnn, :mod:`trustpg.nets.cnn`) stay uint8 and are not normalised, the CNN scales them
+    (said once in the log); anything else is normalised as ``requested``, in float32."""
+    cnn = policy in ("auto", "cnn") and image_layout(space) is not None
+    if cnn and requested:
         announce_off("observation normalisation", "the observations are images", "the CNN scales the pixels")
-        return False
-    return requested
+    return requested and not cnn, cnn
 
 
 def make_vec_env(
@@ -126,11 +130,13 @@ class Collector:
         ret_rms: RunningMeanStd | None = None,
         generator: torch.Generator | None = None,
         step_timeout: float = 0.0,
+        compact_frames: bool = False,
     ) -> None:
         """``obs_rms``, ``ret_rms`` and ``generator`` let an owner (the Trainer) share the
         statistics and the action RNG it checkpoints; by default the collector makes its own.
         ``step_timeout``: seconds one vector-env step or reset may take (0 = no limit), see
-        :mod:`trustpg.envs.watchdog`."""
+        :mod:`trustpg.envs.watchdog`. ``normalize_obs`` and ``compact_frames``: as
+        :func:`obs_handling` decides them for the run's network."""
         self.env = env
         self.timed = TimedVectorEnv(env, step_timeout)
         self.seed = seed
@@ -141,8 +147,7 @@ class Collector:
             obs_rms = RunningMeanStd(space.shape)
         # A mask at the end of each observation (envs.masking.MaskedObsBox) is not normalised.
         raw_tail = int(getattr(env.single_observation_space, "mask_dim", 0))
-        enabled = normalizes_obs(env.single_observation_space, normalize_obs)
-        self.obs_norm = ObsNormalizer(obs_rms, obs_clip, enabled, raw_tail)
+        self.obs_norm = ObsNormalizer(obs_rms, obs_clip, normalize_obs, raw_tail, compact_frames)
         self.ret_rms = (ret_rms or RunningMeanStd(())) if normalize_reward else None
         self.gamma = gamma
         self.generator = generator or torch.Generator().manual_seed(seed)
@@ -239,10 +244,10 @@ class Collector:
             memory.begin()
         with self.timed.guard():
             for t in range(steps):
-                obs_np = self.obs_norm(cur)
+                obs_np = self.obs_norm(cur).reshape(n, -1)  # flat rows; a CNN restores the frame
                 obs_t = torch.from_numpy(obs_np)
                 if fast is not None:
-                    env_action = fast.sample(obs_np.reshape(n, -1), self.generator)
+                    env_action = fast.sample(obs_np, self.generator)
                 else:
                     dist: Distribution = memory.act(actor, obs_t) if recurrent else actor(obs_t)  # type: ignore[union-attr]
                     env_action = dist.sample(self.generator).numpy()
@@ -285,18 +290,20 @@ class Collector:
             critic_ready()
         obs = torch.stack(obs_buf)
         if memory is not None and memory.critic_state is not None:
-            last = torch.from_numpy(self.obs_norm(cur))
-            at_end = {k: torch.from_numpy(self.obs_norm(v[None]))[0] for k, v in finals.items()}
+            last = torch.from_numpy(self.obs_norm(cur).reshape(n, -1))
+            at_end = {k: torch.from_numpy(self.obs_norm(v[None]).reshape(-1)) for k, v in finals.items()}
             values, next_values = memory.values(critic, obs, last, at_end)
             finals = {}
         else:
             values = critic(obs.reshape(steps * n, -1)).reshape(steps, n)
             next_values = torch.empty_like(values)
             next_values[:-1] = values[1:]
-            next_values[-1] = critic(torch.from_numpy(self.obs_norm(cur)))
+            next_values[-1] = critic(torch.from_numpy(self.obs_norm(cur).reshape(n, -1)))
         if finals:
             keys = list(finals)
-            final_obs = torch.from_numpy(self.obs_norm(np.stack([finals[k] for k in keys])))
+            final_obs = torch.from_numpy(
+                self.obs_norm(np.stack([finals[k] for k in keys])).reshape(len(keys), -1)
+            )
             v_final = critic(final_obs)
             for (t, k), v in zip(keys, v_final):
                 next_values[t, k] = v

@@ -28,7 +28,7 @@ from trustpg.io.record import UpdateRecord
 from trustpg.nets.recurrent import is_recurrent
 from trustpg.sampling.distributed import RayCollector
 from trustpg.sampling.protocol import Sampler
-from trustpg.sampling.rollout import Batch, Collector, normalizes_obs
+from trustpg.sampling.rollout import Batch, Collector, obs_handling
 from trustpg.train.build import check_memory_for, make_rule, networks
 from trustpg.train.value import CriticFitter
 
@@ -122,10 +122,11 @@ class Trainer:
         if self.collector is None:
             c = self.config
             env = self.env_source.make_vec(c.num_envs, c.vectorization)
+            normalize, compact = obs_handling(env.single_observation_space, c.normalize_obs, c.policy)
             col = Collector(
-                env, c.seed, c.normalize_obs, c.obs_clip, c.normalize_reward, c.gamma,
+                env, c.seed, normalize, c.obs_clip, c.normalize_reward, c.gamma,
                 obs_rms=self.obs_rms, ret_rms=self.ret_rms, generator=self.action_generator,
-                step_timeout=c.step_timeout,
+                step_timeout=c.step_timeout, compact_frames=compact,
             )  # fmt: skip
             col.total_steps = self.env_steps
             if self.updates > 0:
@@ -296,7 +297,7 @@ class Trainer:
         an empty list (an episode's first step) or no ``state`` starts from the initial state."""
         c = self.config
         x = np.asarray(obs, np.float64)
-        if normalizes_obs(self.observation_space, c.normalize_obs):
+        if obs_handling(self.observation_space, c.normalize_obs, c.policy)[0]:
             x = (x - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
             x = np.clip(x, -c.obs_clip, c.obs_clip)
             if tail := int(getattr(self.observation_space, "mask_dim", 0)):  # an action mask stays raw
