@@ -81,13 +81,13 @@ def figure(gs: dict[Group, list[dict[str, Any]]], runs: Path, out: Path) -> None
     plt.close(fig)
 
 
-def commands(gs: dict[Group, list[dict[str, Any]]]) -> list[str]:
-    """The suite command of every group (from the manifests' recorded commands is too long)."""
+def commands(gs: dict[Group, list[dict[str, Any]]], root: Path) -> list[str]:
+    """The suite command of every group, with the steps its runs' config.json asked for."""
     lines = []
     for (env, variant, _), runs in gs.items():
         seeds = ",".join(str(r["seed"]) for r in runs)
         sets = "" if variant == "preset" else f" --set {variant.replace(',', ' ')}"
-        steps = int(runs[0]["env_steps"] // 1000 * 1000)
+        steps = json.loads((root / runs[0]["path"] / "config.json").read_text())["steps"]
         lines.append(f"    python benchmarks/suite.py run --suite pomdp --envs {env} --seeds {seeds} "
                      f"--steps {steps}{sets}")  # fmt: skip
     return sorted(set(lines))
@@ -107,7 +107,7 @@ def write(runs: Path, docs: Path) -> None:
         "",
         "Commands (each run's manifest.json records its own):",
         "",
-        *commands(gs),
+        *commands(gs, runs),
     ]
     if gs:
         figure(gs, runs, docs / "figures" / "pomdp_curves.png")
