@@ -58,7 +58,7 @@ def figure(gs: dict[Group, list[dict[str, Any]]], runs: Path, out: Path) -> None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from suite_index import curve, read_rows  # type: ignore[import-not-found]
+    from suite_index import curves_on_grid  # type: ignore[import-not-found]
 
     envs = sorted({env for env, _, _ in gs})
     fig, axes = plt.subplots(1, len(envs), figsize=(4.4 * len(envs), 3.3), squeeze=False)
@@ -66,10 +66,7 @@ def figure(gs: dict[Group, list[dict[str, Any]]], runs: Path, out: Path) -> None
         for (e, variant, _), group in gs.items():
             if e != env:
                 continue
-            curves = [curve(read_rows(runs / r["path"])) for r in group]
-            end = min(xs[-1] for xs, _ in curves if xs)
-            grid = np.linspace(0, end, 100)
-            ys = np.array([np.interp(grid, xs, y) for xs, y in curves if xs])
+            grid, ys = curves_on_grid(runs, group)
             ax.plot(grid, ys.mean(0), label=f"{variant} ({len(ys)} seeds)")
             ax.fill_between(grid, ys.min(0), ys.max(0), alpha=0.2)
         ax.set_title(env, fontsize=9)

@@ -53,6 +53,16 @@ def curve(rows: list[dict[str, float]]) -> tuple[list[float], list[float]]:
     return xs, ys
 
 
+def curves_on_grid(runs: Path, group: list[dict[str, Any]], points: int = 100) -> tuple[Any, Any]:
+    """The training curves of ``group``'s runs on one grid of env steps (to the shortest run's end):
+    (grid ``[points]``, returns ``[runs, points]``), for plots of a mean with a band."""
+    import numpy as np
+
+    curves = [curve(read_rows(runs / r["path"])) for r in group]
+    grid = np.linspace(0, min(xs[-1] for xs, _ in curves if xs), points)
+    return grid, np.array([np.interp(grid, xs, y) for xs, y in curves if xs])
+
+
 def area_under_curve(xs: list[float], ys: list[float]) -> float:
     """Mean training return over the run: the trapezoid area under the curve / the steps it spans."""
     if len(xs) < 2 or xs[-1] <= xs[0]:

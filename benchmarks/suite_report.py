@@ -112,7 +112,7 @@ def curves_figure(groups: dict[tuple[str, str, str], list[dict[str, Any]]], runs
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from rliable import library as rly
-    from suite_index import curve, read_rows  # type: ignore[import-not-found]
+    from suite_index import curves_on_grid  # type: ignore[import-not-found]
 
     envs = sorted({env for _, env, _ in groups})
     fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 3.2), squeeze=False)
@@ -120,10 +120,7 @@ def curves_figure(groups: dict[tuple[str, str, str], list[dict[str, Any]]], runs
         for (_, e, algo), group in sorted(groups.items()):
             if e != env:
                 continue
-            curves = [curve(read_rows(runs / r["path"])) for r in group]
-            end = min(xs[-1] for xs, _ in curves if xs)
-            grid = np.linspace(0, end, 100)
-            ys = np.array([np.interp(grid, xs, y) for xs, y in curves if xs])
+            grid, ys = curves_on_grid(runs, group)
             point, ci = rly.get_interval_estimates(
                 {"c": ys}, lambda x: x.mean(axis=0), reps=2000, random_state=np.random.RandomState(0)
             )  # fmt: skip
