@@ -31,7 +31,7 @@ RUNS = ROOT / "bench-runs"
 PEERS = ("sb3-trpo",)
 #: The preset (trustpg.config.presets) each suite's runs start from; variants are named by their
 #: differences from it.
-SUITE_PRESETS = {"mujoco-v5": "mujoco", "pomdp": "classic"}
+SUITE_PRESETS = {"mujoco-v5": "mujoco", "pomdp": "classic", "minatar": "classic"}
 
 
 def seeds(text: str) -> list[int]:
