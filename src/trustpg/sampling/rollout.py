@@ -99,7 +99,7 @@ def make_vec_env(
 class Batch:
     """One rollout, arrays of shape ``[T, N, ...]`` (T steps of N envs)."""
 
-    obs: Tensor  # normalised observations the policy saw
+    obs: Tensor  # what the policy saw, flat rows [T, N, D]: normalised, or uint8 frames for a CNN
     actions: Tensor
     rewards: Tensor  # possibly scaled, as used for learning
     terminated: Tensor
