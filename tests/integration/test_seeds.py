@@ -59,16 +59,14 @@ def test_bad_seeds_input_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys
     assert not (tmp_path / "runs").exists()
 
 
-def test_ctrl_c_stops_every_seed_with_a_checkpoint(tmp_path):
-    """A terminal's Ctrl-C (SIGINT to the process group) reaches the command, which passes it to
-    each run once: every run checkpoints, the command lists them and exits 130."""
+def _two_seeds_signalled(tmp_path, steps: int, preexec) -> tuple[subprocess.Popen, str, str]:
+    """``trustpg train --seeds 0 1`` started with ``preexec``, SIGINT sent to its process group (as a
+    terminal's Ctrl-C) once both runs made two updates; returns the process and its output."""
     cmd = [sys.executable, "-m", "trustpg", "train", "--seeds", "0", "1", "--jobs", "2", "--steps",
-           "10000000", "--num-envs", "2", "--steps-per-env", "256", "--run-dir", str(tmp_path),
-           "--no-progress"]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=as_from_a_terminal,
-    )
+           str(steps), "--num-envs", "2", "--steps-per-env", "256", "--run-dir", str(tmp_path),
+           "--no-progress", "--eval-episodes", "0"]  # fmt: skip
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=preexec)  # fmt: skip
     try:
         wait_for(lambda: len(list(tmp_path.iterdir())) == 2 and all(rows(r) >= 2 for r in tmp_path.iterdir()),
                  "both runs' second update")  # fmt: skip
@@ -77,6 +75,13 @@ def test_ctrl_c_stops_every_seed_with_a_checkpoint(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+    return proc, stdout, stderr
+
+
+def test_ctrl_c_stops_every_seed_with_a_checkpoint(tmp_path):
+    """A terminal's Ctrl-C (SIGINT to the process group) reaches the command, which passes it to
+    each run once: every run checkpoints, the command lists them and exits 130."""
+    proc, stdout, stderr = _two_seeds_signalled(tmp_path, 10_000_000, as_from_a_terminal)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     for run in tmp_path.iterdir():
@@ -92,19 +97,7 @@ def _sigint_ignored() -> None:
 def test_seeds_started_with_sigint_ignored_train_to_the_end(tmp_path):
     """A background job (``trustpg train --seeds … &`` from a script, ``nohup``) starts with SIGINT
     ignored: the terminal's Ctrl-C is not for it, neither for the command nor for its runs."""
-    cmd = [sys.executable, "-m", "trustpg", "train", "--seeds", "0", "1", "--jobs", "2", "--steps",
-           "6144", "--num-envs", "2", "--steps-per-env", "256", "--run-dir", str(tmp_path),
-           "--no-progress", "--eval-episodes", "0"]  # fmt: skip
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=_sigint_ignored)  # fmt: skip
-    try:
-        wait_for(lambda: len(list(tmp_path.iterdir())) == 2 and all(rows(r) >= 2 for r in tmp_path.iterdir()),
-                 "both runs' second update")  # fmt: skip
-        os.killpg(proc.pid, signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    proc, stdout, stderr = _two_seeds_signalled(tmp_path, 6144, _sigint_ignored)
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr and "interrupted" not in stdout + stderr
     for run in tmp_path.iterdir():
