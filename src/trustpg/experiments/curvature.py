@@ -34,6 +34,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "empirical": {"curvature": "empirical"},
     "cg-maxkl": {"curvature": "cg", "kl": "max"},
     "kfac-maxkl": {"curvature": "kfac", "kl": "max"},
+    "cg-reversekl": {"curvature": "cg", "kl": "reverse"},
+    # how stale may K-FAC's running factors be? 0: the current batch only; default 0.9
+    "kfac-decay0": {"curvature": "kfac", "kfac_decay": 0.0},
+    "kfac-decay0.5": {"curvature": "kfac", "kfac_decay": 0.5},
 }
 #: env → (preset, steps of the full budget).
 ENVS: dict[str, tuple[str, int]] = {
