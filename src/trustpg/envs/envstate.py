@@ -12,8 +12,11 @@ What can be captured is decided by type, through a registry of :class:`StateHand
 - MuJoCo envs: the same, plus every numeric array of ``MjData`` (qpos, qvel, act, the solver warm
   start, and derived quantities such as ``xpos`` and ``cfrc_ext`` that Ant and Humanoid read before
   the next ``mj_step``) and ``data.time``.
-- The wrappers ``gymnasium.make`` adds (``TimeLimit``, ``OrderEnforcing``, ``PassiveEnvChecker``)
-  and ``FlattenObservation``.
+- The wrappers ``gymnasium.make`` adds (``TimeLimit``, ``OrderEnforcing``, ``PassiveEnvChecker``),
+  ``FlattenObservation``, and the image wrappers ``AtariPreprocessing`` (its two-frame max-pool
+  buffer, lives) and ``FrameStackObservation`` (the stacked frames).
+- MinAtar and ALE Atari envs (the game state, the emulator state with its RNG): registered by
+  :mod:`trustpg.envs.images` when their ids are first used.
 
 Any other env or wrapper (Box2D, third-party) is reported as unsupported; the trainer then falls
 back to fresh episodes and warns (docs/reliability.md). Register a pure-Python env whose state is
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import traceback
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -165,9 +169,21 @@ class StateHandler:
     restore: Callable[[Any, dict[str, Any]], None]
 
 
+def _capture_frame_stack(wrapper: Any) -> dict[str, Any]:
+    state = _capture_attributes(wrapper)
+    state["obs_queue"] = [encode(frame) for frame in wrapper.obs_queue]
+    return state
+
+
+def _restore_frame_stack(wrapper: Any, state: dict[str, Any]) -> None:
+    _restore_attributes(wrapper, state)
+    wrapper.obs_queue = deque((decode(f) for f in state["obs_queue"]), maxlen=wrapper.stack_size)
+
+
 #: Plain attributes and ``np_random``: right for envs whose whole state is in such attributes.
 ATTRIBUTES = StateHandler(_capture_attributes, _restore_attributes)
 MUJOCO = StateHandler(_capture_mujoco, _restore_mujoco)
+FRAME_STACK = StateHandler(_capture_frame_stack, _restore_frame_stack)
 _HANDLERS: list[tuple[type, StateHandler]] = []
 
 
@@ -177,11 +193,14 @@ def register_env_state(cls: type, handler: StateHandler = ATTRIBUTES) -> None:
 
 
 def _register_builtins() -> None:
+    from gymnasium import wrappers as w
     from gymnasium.envs import classic_control as cc
-    from gymnasium.wrappers import FlattenObservation, OrderEnforcing, PassiveEnvChecker, TimeLimit
 
-    for cls in (TimeLimit, OrderEnforcing, PassiveEnvChecker, FlattenObservation):
+    plain = (w.TimeLimit, w.OrderEnforcing, w.PassiveEnvChecker, w.FlattenObservation, w.AtariPreprocessing)
+
+    for cls in plain:
         register_env_state(cls)
+    register_env_state(w.FrameStackObservation, FRAME_STACK)
     classic = (cc.CartPoleEnv, cc.PendulumEnv, cc.AcrobotEnv, cc.MountainCarEnv, cc.Continuous_MountainCarEnv)
     for env_cls in classic:
         register_env_state(env_cls)
@@ -221,7 +240,10 @@ def capture_env(env: gym.Env) -> dict[str, Any]:
         handler = _handler(layer)
         if handler is None:
             return {"unsupported": f"no state handler for {_type_name(layer)}"}
-        layers.append({"type": _type_name(layer), "state": handler.capture(layer)})
+        try:
+            layers.append({"type": _type_name(layer), "state": handler.capture(layer)})
+        except Unencodable as e:  # a strict handler met a value it cannot store exactly
+            return {"unsupported": f"{_type_name(layer)}: {e}"}
     return {"layers": layers}
 
 

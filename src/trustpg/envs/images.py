@@ -8,6 +8,11 @@
   (``gymnasium.wrappers.AtariPreprocessing`` and ``FrameStackObservation``). Rewards are not
   clipped (trustpg's reward normalisation scales them instead), so reported returns are the game's.
 
+A checkpoint holds the full state of both (:mod:`trustpg.envs.envstate`), so a resumed run continues
+mid-episode bit for bit: for MinAtar the game's attributes and its ``RandomState`` generators
+(sticky actions, spawns), for ALE the emulator state with its RNG (``cloneState(include_rng=True)``,
+which covers sticky actions) and the env's ``np_random`` (no-op starts).
+
 Pixels stay ``uint8`` (MinAtar's booleans become 0/1 ``uint8``) through collection and in the batch;
 the CNN (:mod:`trustpg.nets.cnn`) scales them.
 """
@@ -19,6 +24,9 @@ from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
+
+from trustpg.envs.envstate import ATTRIBUTES, StateHandler, Unencodable, decode, encode, register_env_state
 
 ATARI_STACK = 4
 
@@ -33,12 +41,14 @@ def register_known(env_id: str) -> str | None:
             return "pip install minatar"
         if env_id not in gym.registry:
             minatar_gym.register_envs()
+        register_env_state(minatar_gym.BaseEnv, MINATAR)
     elif env_id.startswith("ALE/"):
         try:
             ale_py = importlib.import_module("ale_py")
         except ImportError:
             return "pip install ale-py"
         gym.register_envs(ale_py)
+        register_env_state(ale_py.env.AtariEnv, ATARI)
     return None
 
 
@@ -63,3 +73,55 @@ def standard_wrappers(env_id: str | None) -> list[Callable[[gym.Env], gym.Env]]:
         return gym.wrappers.FrameStackObservation(env, ATARI_STACK)
 
     return [preprocess]
+
+
+def _strict_attributes(obj: Any) -> dict[str, Any]:
+    """Every attribute of a MinAtar game object, exactly; a ``RandomState`` by its state. Raises
+    :class:`Unencodable` naming the attribute otherwise (then the run falls back to fresh episodes)."""
+    out: dict[str, Any] = {}
+    for name, value in vars(obj).items():
+        if name == "env":  # the game object inside MinAtar's Environment: captured on its own
+            continue
+        try:
+            if isinstance(value, np.random.RandomState):
+                out[name] = {"random_state": encode(value.get_state(legacy=True))}
+            else:
+                out[name] = {"value": encode(value)}
+        except Unencodable as e:
+            raise Unencodable(f"{type(obj).__name__}.{name} ({e})") from None
+    return out
+
+
+def _restore_strict(obj: Any, state: dict[str, Any]) -> None:
+    for name, saved in state.items():
+        if "random_state" in saved:  # in place: MinAtar's objects may share one generator
+            getattr(obj, name).set_state(decode(saved["random_state"]))
+        else:
+            setattr(obj, name, decode(saved["value"]))
+
+
+def _capture_minatar(env: Any) -> dict[str, Any]:
+    return {"game": _strict_attributes(env.game), "inner": _strict_attributes(env.game.env)}
+
+
+def _restore_minatar(env: Any, state: dict[str, Any]) -> None:
+    _restore_strict(env.game, state["game"])
+    _restore_strict(env.game.env, state["inner"])
+
+
+def _capture_atari(env: Any) -> dict[str, Any]:
+    state = ATTRIBUTES.capture(env)
+    emulator = env.ale.cloneState(include_rng=True).serialize()
+    state["ale"] = encode(np.frombuffer(emulator, dtype=np.uint8))
+    return state
+
+
+def _restore_atari(env: Any, state: dict[str, Any]) -> None:
+    from ale_py import ALEState
+
+    ATTRIBUTES.restore(env, state)
+    env.ale.restoreState(ALEState(decode(state["ale"]).tobytes()))
+
+
+MINATAR = StateHandler(_capture_minatar, _restore_minatar)
+ATARI = StateHandler(_capture_atari, _restore_atari)
