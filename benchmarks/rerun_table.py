@@ -1,27 +1,49 @@
 """Per-seed final evaluations of a rerun next to the runs it repeats, as a Markdown table.
 
     python benchmarks/rerun_table.py bench-runs/rerun-52a98d3 bench-runs/mujoco Hopper-v5 HalfCheetah-v5
+    python benchmarks/rerun_table.py bench-runs/mujoco-v5/3112b059d0db bench-runs/mujoco Walker2d-v5 \
+        --rerun-variant preset
 
-Reads ``<root>/<env>/<algo>/s<seed>/summary.json`` (eval_mean) of both roots; prints one row per env
-with the seeds both have, the mean ± std of each, the largest per-seed difference and whether the
-rerun's mean lies within the earlier runs' spread (mean ± 1 std, column "within").
+Reads ``<root>/<env>/<algo>[/<variant>]/s<seed>/summary.json`` (eval_mean) of both roots; prints one
+row per env with the seeds both have, the mean ± std of each, whether the rerun's mean lies within
+the earlier runs' spread (mean ± 1 std, column "within"), Welch's t-test p-value of the difference,
+and where the two runs of one seed part: the env step at which their training returns first differ
+by more than 1 % (median and range over seeds). Runs of the same config whose code differs only in
+floating-point rounding agree at first and part within a few updates; from there on each seed is
+an independent draw, so a difference in means is judged against the spread, not seed by seed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 from pathlib import Path
 
+from suite_index import curve, read_rows  # type: ignore[import-not-found]  # benchmarks/
 
-def finals(root: Path, env: str, algo: str) -> dict[int, float]:
+
+def finals(root: Path) -> dict[int, float]:
+    """seed → deterministic final evaluation of the runs ``root/s<seed>``."""
     out = {}
-    for summary in sorted((root / env / algo).glob("s*/summary.json")):
+    for summary in sorted(root.glob("s*/summary.json")):
         value = json.loads(summary.read_text()).get("eval_mean")
         if value is not None:
             out[int(summary.parent.name[1:])] = float(value)
     return out
+
+
+def parting_step(a: Path, b: Path, tolerance: float = 0.01) -> float:
+    """The env step at which the training returns of two runs first differ by more than
+    ``tolerance`` (relative, floor 1); inf if they never do."""
+    (xa, ya), (xb, yb) = curve(read_rows(a)), curve(read_rows(b))
+    other = dict(zip(xb, yb))
+    for x, u in zip(xa, ya):
+        v = other.get(x, math.nan)  # no return yet in b at this step: they already differ
+        if not abs(u - v) <= tolerance * max(abs(u), 1.0):
+            return x
+    return math.inf
 
 
 def main() -> None:
@@ -30,21 +52,30 @@ def main() -> None:
     p.add_argument("before", type=Path)
     p.add_argument("envs", nargs="+")
     p.add_argument("--algo", default="trpo")
+    p.add_argument("--rerun-variant", default="", help="variant directory under <algo> (e.g. preset)")
+    p.add_argument("--before-variant", default="")
     args = p.parse_args()
+    from scipy import stats  # with the bench extra (rliable)
+
     head = "| env | seeds | before (per seed) | rerun (per seed) | before mean ± std | rerun mean ± std"
-    print(head + " | within |\n" + "|---" * 7 + "|")
+    print(head + " | within | Welch p | runs of a seed part at (median, range) |\n" + "|---" * 9 + "|")
     for env in args.envs:
-        new, old = finals(args.rerun, env, args.algo), finals(args.before, env, args.algo)
+        new_dir = args.rerun / env / args.algo / args.rerun_variant
+        old_dir = args.before / env / args.algo / args.before_variant
+        new, old = finals(new_dir), finals(old_dir)
         seeds = sorted(set(new) & set(old))
         if not seeds:
             continue
         a, b = [old[s] for s in seeds], [new[s] for s in seeds]
         sd = statistics.pstdev(a)
         within = abs(statistics.mean(b) - statistics.mean(a)) <= sd
+        welch = stats.ttest_ind(a, b, equal_var=False).pvalue if len(seeds) > 1 else math.nan
+        parts = sorted(parting_step(old_dir / f"s{s}", new_dir / f"s{s}") for s in seeds)
         print(
             f"| {env} | {','.join(map(str, seeds))} | {' / '.join(f'{x:,.0f}' for x in a)} | "
             f"{' / '.join(f'{x:,.0f}' for x in b)} | {statistics.mean(a):,.0f} ± {sd:,.0f} | "
-            f"{statistics.mean(b):,.0f} ± {statistics.pstdev(b):,.0f} | {'yes' if within else 'no'} |"
+            f"{statistics.mean(b):,.0f} ± {statistics.pstdev(b):,.0f} | {'yes' if within else 'no'} | "
+            f"{welch:.2f} | {statistics.median(parts):,.0f} ({parts[0]:,.0f}–{parts[-1]:,.0f}) |"
         )
 
 

@@ -80,3 +80,20 @@ def test_other_suites_start_from_their_preset_and_keep_out_of_the_mujoco_report(
              "suite": "pomdp", "env": "trustpg/CartPoleNoVel-v1", "algo": "trpo", "commit": "abc", "seed": 0,
              "started": "x"}  # fmt: skip
     assert suite_report.headline_groups([entry]) == {}
+
+
+def test_rerun_table_finds_where_the_runs_of_a_seed_part(tmp_path):
+    import rerun_table
+
+    def run(name: str, returns: list[str]) -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        rows = "".join(f"{i + 1},{100 * (i + 1)},{r}\n" for i, r in enumerate(returns))
+        (d / "metrics.csv").write_text("update,env_steps,mean_return\n" + rows)
+        return d
+
+    a = run("a", ["10.0", "20.0", "", "40.0", "50.0"])
+    b = run("b", ["10.0000001", "20.1", "", "40.0", "90.0"])  # 0.5 % at step 200: within 1 %
+    assert rerun_table.parting_step(a, b) == 500
+    assert rerun_table.parting_step(a, b, tolerance=0.001) == 200
+    assert rerun_table.parting_step(a, a) == math.inf
