@@ -5,10 +5,12 @@
 Per env: trains the MuJoCo preset for three batches (cg), keeps the third batch, the policy and
 the gradient g before its update, then times ``direction.solve`` (g̃ and the exact g̃ᵀFg̃) for
 cg (the preset's CG iterations), kfac, diagonal and empirical on that batch from the same
-parameters, alternating back ends so that a change in machine load hits all of them alike; the
-angle diagnostic is off. With 1 and 2 intra-op threads (``--threads``; training uses
-``update_threads``). Prints the medians (ms) and their ratio to cg, and appends them with
-the label and load average to benchmarks/results/curvature_cost.json (docs/theory.md §9).
+parameters, and the whole TRPO policy update (``rule.update``: gradient, direction, line search;
+what differs between back ends in a training iteration), alternating back ends so that a change
+in machine load hits all of them alike; the angle diagnostic is off. With 1 and 2 intra-op
+threads (``--threads``; training uses ``update_threads``). Prints the medians (ms) and their
+ratio to cg, and appends them with the label and load average to
+benchmarks/results/curvature_cost.json (docs/theory.md §9).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import os
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,7 @@ from trustpg.config.presets import preset_overrides
 from trustpg.config.train_config import TrainConfig
 from trustpg.core import rules
 from trustpg.core.linalg import set_flat_params
-from trustpg.train.trainer import make_direction
+from trustpg.train.build import make_direction, make_rule
 
 RESULTS = Path(__file__).resolve().parent / "results" / "curvature_cost.json"
 BACKENDS = ("cg", "kfac", "diagonal", "empirical")
@@ -52,18 +55,27 @@ def measure(env: str, repeats: int, threads: int) -> dict[str, Any]:
     finally:
         rules.TRPO.update = original  # type: ignore[method-assign]
     config = TrainConfig(env=env, **{k: v for k, v in over.items() if k != "steps"})
-    directions = {b: make_direction(config.replace(curvature=b, ng_angle_states=0)) for b in BACKENDS}
+    configs = {b: config.replace(curvature=b, ng_angle_states=0) for b in BACKENDS}
+    directions = {b: make_direction(c) for b, c in configs.items()}
+    updates = {b: make_rule(c) for b, c in configs.items()}
     times: dict[str, list[float]] = {b: [] for b in BACKENDS}
+    whole: dict[str, list[float]] = {b: [] for b in BACKENDS}
     torch.set_num_threads(threads)
     for _ in range(repeats):
         for b, d in directions.items():
             set_flat_params(seen["actor"], seen["theta"])
             times[b].append(1e3 * d.solve(seen["actor"], seen["batch"], seen["g"]).seconds)
+            set_flat_params(seen["actor"], seen["theta"])
+            t0 = time.perf_counter()
+            updates[b].update(seen["actor"], seen["batch"])
+            whole[b].append(1e3 * (time.perf_counter() - t0))
     med = {b: statistics.median(t) for b, t in times.items()}
+    upd = {b: statistics.median(t) for b, t in whole.items()}
     return {
         "env": env, "threads": threads, "states": int(seen["batch"].obs.shape[0]),
         "cg_iters": config.cg_iters, "median_ms": med,
         "ratio_to_cg": {b: med[b] / med["cg"] for b in BACKENDS},
+        "update_median_ms": upd, "update_ratio_to_cg": {b: upd[b] / upd["cg"] for b in BACKENDS},
     }  # fmt: skip
 
 
@@ -78,7 +90,10 @@ def main() -> None:
     rows = [measure(env, args.repeats, n) for env in args.envs.split(",") for n in threads]
     for r in rows:
         cells = ", ".join(f"{b} {r['median_ms'][b]:.1f} ms ({r['ratio_to_cg'][b]:.2f}x)" for b in BACKENDS)
+        u, ur = r["update_median_ms"], r["update_ratio_to_cg"]
+        whole = ", ".join(f"{b} {u[b]:.1f} ms ({ur[b]:.2f}x)" for b in BACKENDS)
         print(f"{r['env']} ({r['states']} states, CG {r['cg_iters']} iters, {r['threads']} threads): {cells}")
+        print(f"  whole update: {whole}")
     entry = {"command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]), "label": args.label,
              "loadavg": os.getloadavg(), "repeats": args.repeats, "results": rows}  # fmt: skip
     old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
