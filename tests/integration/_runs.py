@@ -6,6 +6,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def rows(run: Path) -> int:
@@ -35,3 +36,30 @@ def untimed(rows: list[dict]) -> list[dict]:
     NaN as "nan" so that rows compare equal: what a bit-exact resume must reproduce."""
     timing = ("seconds", "wall_time", "steps_per_sec")
     return [{k: ("nan" if v != v else v) for k, v in r.items() if not k.endswith(timing)} for r in rows]
+
+
+def continues_identically(a: Any, b: Any, warmup: int, steps: int) -> int:
+    """Step vector env ``a`` ``warmup`` times, capture it as JSON, restore it into ``b`` (reset
+    with another seed), then assert the next ``steps`` steps of both are identical. Returns the
+    episode ends seen while comparing (so a caller can check resets were crossed)."""
+    import json
+
+    import numpy as np
+
+    from trustpg.envs.envstate import capture_vector_env, restore_vector_env
+
+    a.reset(seed=1)
+    b.reset(seed=99)
+    a.action_space.seed(0)
+    for _ in range(warmup):
+        a.step(a.action_space.sample())
+    saved = json.loads(json.dumps(capture_vector_env(a)))
+    assert restore_vector_env(b, saved) is None
+    ends = 0
+    for _ in range(steps):
+        action = a.action_space.sample()
+        out_a, out_b = a.step(action), b.step(action)
+        for x, y in zip(out_a[:4], out_b[:4]):
+            assert np.array_equal(x, y)
+        ends += int(np.sum(out_a[2] | out_a[3]))
+    return ends

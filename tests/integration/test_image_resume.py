@@ -4,17 +4,15 @@ checkpoint, so a resumed run continues mid-episode as if it had never stopped.""
 
 from __future__ import annotations
 
-import json
 import logging
 
-import numpy as np
 import pytest
 import torch
-from _runs import untimed
+from _runs import continues_identically, untimed
 
 from trustpg import TRPO, Agent
 from trustpg.core.linalg import flat_params
-from trustpg.envs.envstate import capture_vector_env, restore_vector_env
+from trustpg.envs.envstate import capture_vector_env
 from trustpg.envs.source import EnvSource
 
 MINATAR = [f"MinAtar/{g}-v1" for g in ("Breakout", "SpaceInvaders", "Freeway", "Asterix", "Seaquest")]
@@ -35,20 +33,7 @@ def test_image_env_state_round_trip_continues_identically(env_id):
     a, b = source.make_vec(2), source.make_vec(2)
     steps = 400 if env_id.startswith("MinAtar") else 150  # MinAtar episodes end within these
     try:
-        a.reset(seed=1)
-        b.reset(seed=99)
-        a.action_space.seed(0)
-        for _ in range(40):
-            a.step(a.action_space.sample())
-        saved = json.loads(json.dumps(capture_vector_env(a)))
-        assert restore_vector_env(b, saved) is None
-        ends = 0
-        for _ in range(steps):
-            action = a.action_space.sample()
-            out_a, out_b = a.step(action), b.step(action)
-            for x, y in zip(out_a[:4], out_b[:4]):
-                assert np.array_equal(x, y)
-            ends += int(np.sum(out_a[2] | out_a[3]))
+        ends = continues_identically(a, b, warmup=40, steps=steps)
         if env_id.startswith("MinAtar/Breakout"):
             assert ends > 0  # the comparison crossed an episode end and reset
     finally:

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import _faulty_envs
 import gymnasium as gym
-import numpy as np
 import pytest
 import torch
-from _runs import as_from_a_terminal
+from _runs import as_from_a_terminal, continues_identically
 
 from trustpg import NPG, TRPO, VPG, Agent
 from trustpg.core.linalg import flat_params
@@ -132,17 +131,7 @@ def test_env_state_round_trip_continues_identically(env_id):
     a = gym.make_vec(env_id, num_envs=2, vectorization_mode="sync", vector_kwargs=same_step)
     b = gym.make_vec(env_id, num_envs=2, vectorization_mode="sync", vector_kwargs=same_step)
     try:
-        a.reset(seed=1)
-        b.reset(seed=99)
-        a.action_space.seed(0)
-        for _ in range(60):
-            a.step(a.action_space.sample())
-        saved = json.loads(json.dumps(capture_vector_env(a)))
-        assert restore_vector_env(b, saved) is None
-        for _ in range(150):
-            action = a.action_space.sample()
-            for x, y in zip(a.step(action)[:4], b.step(action)[:4]):
-                assert np.array_equal(x, y)
+        continues_identically(a, b, warmup=60, steps=150)
     finally:
         a.close()
         b.close()
