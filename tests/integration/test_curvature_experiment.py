@@ -18,7 +18,8 @@ def test_options_choose_the_runs_and_finished_runs_are_reused(tmp_path, capsys):
     ev = json.loads((out / "CartPole-v1/diagonal/s3/eval.json").read_text())
     assert {"mean", "returns", "source", "stopped"} <= set(ev)
     table = (out / "results.md").read_text()
-    assert "| CartPole-v1 | diagonal | 1 | 512 |" in table
+    assert "| CartPole-v1 | diagonal | " in table and "[s3: " in table
+    assert "CartPole-v1,diagonal,1,512," in (out / "results.csv").read_text()
     stamp = (out / "CartPole-v1/diagonal/s3/eval.json").stat().st_mtime_ns
     assert main(argv) == 0  # finished: not trained again
     assert (out / "CartPole-v1/diagonal/s3/eval.json").stat().st_mtime_ns == stamp
@@ -28,3 +29,17 @@ def test_options_choose_the_runs_and_finished_runs_are_reused(tmp_path, capsys):
 def test_other_experiments_refuse_the_options(tmp_path, capsys):
     assert main(["experiment", "angle", "--out", str(tmp_path), "--smoke", "--seeds", "1"]) == 2
     assert "takes no" in capsys.readouterr().err
+
+
+def test_the_table_compares_each_variant_with_cg_on_the_seeds_both_have(tmp_path, capsys):
+    out = tmp_path / "c"
+    base = ["experiment", "curvature", "--out", str(out), "--smoke", "--envs", "CartPole-v1"]
+    base += ["--steps", "512"]
+    assert main([*base, "--variants", "cg", "--seeds", "3,4"]) == 0
+    assert main([*base, "--variants", "kfac", "--seeds", "4"]) == 0
+    final = {p: json.loads((out / "CartPole-v1" / p / "eval.json").read_text())["mean"]
+             for p in ("cg/s3", "cg/s4", "kfac/s4")}  # fmt: skip
+    lines = {line.split(" | ")[1]: line for line in (out / "results.md").read_text().splitlines()[2:]}
+    assert f"[s3: {final['cg/s3']:,.0f}, s4: {final['cg/s4']:,.0f}] | – |" in lines["cg"]
+    assert f"[s4: {final['kfac/s4']:,.0f}] | {final['kfac/s4'] / final['cg/s4']:.0%} |" in lines["kfac"]
+    capsys.readouterr()

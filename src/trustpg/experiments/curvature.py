@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from trustpg.config.presets import preset_overrides
-from trustpg.experiments._common import check_budget, final_and_auc, markdown_table, save_figure, write_csv
+from trustpg.experiments._common import check_budget, final_and_auc, save_figure, write_csv
 
 #: variant → TrainConfig overrides (TRPO throughout).
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -99,6 +99,51 @@ def _source() -> dict[str, Any]:
     return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "-uno"))}
 
 
+def _finals(variant_dir: Path) -> dict[int, float]:
+    """seed → deterministic final return of the finished runs in ``variant_dir``."""
+    out = {}
+    for p in sorted(variant_dir.glob("s*"), key=lambda p: int(p.name[1:])):
+        if (p / "eval.json").is_file():
+            out[int(p.name[1:])] = float(json.loads((p / "eval.json").read_text())["mean"])
+    return out
+
+
+def _ratio(variant: list[float], cg: list[float]) -> float:
+    """The variant's mean over cg's mean, on the seeds both have (nan without any)."""
+    return float(np.mean(variant) / np.mean(cg)) if cg else math.nan
+
+
+def docs_table(table: list[dict[str, Any]]) -> str:
+    """The table docs/theory.md §9 copies (``results.md``): per env and variant, the final return
+    with the seeds it comes from, its ratio to cg on the same seeds, and the cost and angle medians."""
+    head = (
+        "| env | variant | final return, mean ± std [per seed] | ÷ cg, same seeds | AUC | solve ms (÷ cg) "
+        "| update ms (with the angle) | ng_angle | grad_angle | mean KL | max KL | backtracks | skipped |"
+    )
+    lines = [head, "|" + "---|" * 13]
+    for r in table:
+        ids, vals = r["seed_ids"].split(), r["per_seed"].split()
+        per = ", ".join(f"s{i}: {int(v):,}" for i, v in zip(ids, vals))
+        spread = (
+            f"{r['final_return']:,.0f} ± {r['final_std']:,.0f}"
+            if r["seeds"] > 1
+            else f"{r['final_return']:,.0f}"
+        )
+        ratio = (
+            "–"
+            if r["variant"] == "cg" or math.isnan(r["vs_cg_same_seeds"])
+            else f"{r['vs_cg_same_seeds']:.0%}"
+        )
+        angle = "–" if math.isnan(r["ng_angle"]) else f"{r['ng_angle']:.1f}°"
+        lines.append(
+            f"| {r['env']} | {r['variant']} | {spread} [{per}] | {ratio} | {r['train_auc']:,.0f} "
+            f"| {1e3 * r['solve_s']:.1f} ({r['solve_vs_cg']:.2f}) | {1e3 * r['update_s']:.1f} | {angle} "
+            f"| {r['grad_angle']:.1f}° | {r['mean_kl']:.4f} | {r['max_kl']:.4f} | {r['backtracks']:.0f} "
+            f"| {r['skipped']:.1%} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _auc(run: Path) -> float:
     """Mean training return over the run's updates (area under the learning curve / steps)."""
     from trustpg.io.logger import read_metrics
@@ -119,21 +164,25 @@ def summarize(out: Path) -> list[dict[str, Any]]:
 
     table = []
     for env_dir in _env_dirs(out):
-        cg_solve = math.nan
+        cg_solve, cg_evals = math.nan, _finals(env_dir / "cg")
         for variant in VARIANTS:
             runs = sorted(p for p in (env_dir / variant).glob("s*") if (p / "eval.json").is_file())
             if not runs:
                 continue
-            evals = [json.loads((p / "eval.json").read_text())["mean"] for p in runs]
+            finals = _finals(env_dir / variant)
+            evals = list(finals.values())
             rows = [r for p in runs for r in read_metrics(p / "metrics.csv")]
             solve = _median(rows, "solve_seconds")
             if variant == "cg":
                 cg_solve = solve
+            both = sorted(set(finals) & set(cg_evals))
             table.append({
                 "env": env_dir.name, "variant": variant, "seeds": len(runs),
                 "env_steps": int(max(float(r["env_steps"]) for r in rows)),
                 "final_return": float(np.mean(evals)), "final_std": float(np.std(evals)),
                 "per_seed": " ".join(f"{e:.0f}" for e in evals),
+                "seed_ids": " ".join(str(k) for k in finals),
+                "vs_cg_same_seeds": _ratio([finals[k] for k in both], [cg_evals[k] for k in both]),
                 "train_auc": float(np.mean([_auc(p) for p in runs])),
                 "solve_s": solve, "solve_vs_cg": solve / cg_solve if cg_solve > 0 else math.nan,
                 "update_s": _median(rows, "update_seconds"),
@@ -187,6 +236,6 @@ def run(
                 run_one(out, env, variant, seed, n, smoke)
     table = summarize(out)
     paths = [write_csv(table, out / "results.csv")]
-    (out / "results.md").write_text(markdown_table(table, digits=3))
+    (out / "results.md").write_text(docs_table(table))
     paths.append(out / "results.md")
     return paths + _curves(out)
