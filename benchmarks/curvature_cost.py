@@ -34,6 +34,8 @@ from trustpg.core.linalg import set_flat_params
 from trustpg.train.build import make_direction, make_rule
 
 RESULTS = Path(__file__).resolve().parent / "results" / "curvature_cost.json"
+#: The latest entry as the table docs/theory.md §9 copies.
+TABLE = RESULTS.with_suffix(".md")
 BACKENDS = ("cg", "kfac", "diagonal", "empirical")
 
 
@@ -98,6 +100,24 @@ def main() -> None:
              "loadavg": os.getloadavg(), "repeats": args.repeats, "results": rows}  # fmt: skip
     old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
     RESULTS.write_text(json.dumps([*old, entry], indent=1) + "\n")
+    TABLE.write_text(table(entry))
+
+
+def table(entry: dict[str, Any]) -> str:
+    """Medians in ms (ratio to cg) of the direction and of the whole update, per env and threads."""
+    lines = [
+        f"`python benchmarks/{entry['command']}`: medians of {entry['repeats']} in ms, ratio to cg in brackets",
+        "",
+        "| env (states, CG iterations) | threads | what | " + " | ".join(BACKENDS) + " |",
+        "|---|---|---|" + "---|" * len(BACKENDS),
+    ]
+    for r in entry["results"]:
+        where = f"{r['env']} ({r['states']}, {r['cg_iters']})"
+        for what, ms, ratio in (("direction", "median_ms", "ratio_to_cg"),
+                                ("whole update", "update_median_ms", "update_ratio_to_cg")):  # fmt: skip
+            cells = [f"{r[ms][b]:.1f}" + ("" if b == "cg" else f" ({r[ratio][b]:.2f}×)") for b in BACKENDS]
+            lines.append(f"| {where} | {r['threads']} | {what} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MARKED = re.compile(r"<!-- results: (\S+) -->\n(.*?)<!-- end results -->", re.S)
 
 
-@pytest.mark.parametrize("doc", ["README.md", "docs/usage.md"])
+@pytest.mark.parametrize("doc", ["README.md", "docs/usage.md", "docs/theory.md"])
 def test_result_tables_are_the_files_the_commands_wrote(doc):
     for path, copied in MARKED.findall((ROOT / doc).read_text()):
         source = ROOT / path
