@@ -144,11 +144,17 @@ def docs_table(table: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _auc(run: Path) -> float:
-    """Mean training return over the run's updates (area under the learning curve / steps)."""
+def _metrics(run: Path) -> list[dict[str, Any]]:
+    """The run's metrics.csv, or metrics.csv.gz once compressed for the repository."""
     from trustpg.io.logger import read_metrics
 
-    returns = [float(r["mean_return"]) for r in read_metrics(run / "metrics.csv")]
+    plain = run / "metrics.csv"
+    return read_metrics(plain if plain.is_file() else run / "metrics.csv.gz")
+
+
+def _auc(run: Path) -> float:
+    """Mean training return over the run's updates (area under the learning curve / steps)."""
+    returns = [float(r["mean_return"]) for r in _metrics(run)]
     return final_and_auc(returns)[1]
 
 
@@ -160,7 +166,6 @@ def _median(rows: list[dict[str, Any]], key: str) -> float:
 
 def summarize(out: Path) -> list[dict[str, Any]]:
     """One row per (env, variant) over its finished seeds."""
-    from trustpg.io.logger import read_metrics
 
     table = []
     for env_dir in _env_dirs(out):
@@ -171,7 +176,7 @@ def summarize(out: Path) -> list[dict[str, Any]]:
                 continue
             finals = _finals(env_dir / variant)
             evals = list(finals.values())
-            rows = [r for p in runs for r in read_metrics(p / "metrics.csv")]
+            rows = [r for p in runs for r in _metrics(p)]
             solve = _median(rows, "solve_seconds")
             if variant == "cg":
                 cg_solve = solve
@@ -195,7 +200,6 @@ def summarize(out: Path) -> list[dict[str, Any]]:
 
 
 def _curves(out: Path) -> list[Path]:
-    from trustpg.io.logger import read_metrics
 
     paths = []
     for env_dir in _env_dirs(out):
@@ -203,7 +207,7 @@ def _curves(out: Path) -> list[Path]:
         for variant in VARIANTS:
             runs = sorted(p for p in (env_dir / variant).glob("s*") if (p / "eval.json").is_file())
             for i, p in enumerate(runs):
-                rows = read_metrics(p / "metrics.csv")
+                rows = _metrics(p)
                 x = [float(r["env_steps"]) for r in rows]
                 y = np.array([float(r["mean_return"]) for r in rows], dtype=float)
                 ok = np.isfinite(y)
