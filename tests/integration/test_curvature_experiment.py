@@ -3,10 +3,15 @@ reuses finished runs, and the other experiments refuse those options."""
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
+import statistics
+
+import pytest
 
 from trustpg.app.cli import main
+from trustpg.io.logger import read_metrics
 
 
 def test_options_choose_the_runs_and_finished_runs_are_reused(tmp_path, capsys):
@@ -43,6 +48,10 @@ def test_the_table_compares_each_variant_with_cg_on_the_seeds_both_have(tmp_path
     lines = {line.split(" | ")[1]: line for line in (out / "results.md").read_text().splitlines()[2:]}
     assert f"[s3: {final['cg/s3']:,.0f}, s4: {final['cg/s4']:,.0f}] | – |" in lines["cg"]
     assert f"[s4: {final['kfac/s4']:,.0f}] | {final['kfac/s4'] / final['cg/s4']:.0%} |" in lines["kfac"]
+    rows = read_metrics(out / "CartPole-v1/kfac/s4/metrics.csv")
+    gain = statistics.median(r["surrogate_after"] - r["surrogate_before"] for r in rows if not r["skipped"])
+    csv_row = next(r for r in csv.DictReader((out / "results.csv").open()) if r["variant"] == "kfac")
+    assert float(csv_row["surrogate_gain"]) == pytest.approx(gain, rel=1e-5)  # the csv keeps 6 digits
     table = (out / "results.md").read_text()
     for run in out.glob("CartPole-v1/*/s*"):  # compressed for the repository: the same table
         plain = run / "metrics.csv"

@@ -99,6 +99,13 @@ def _source() -> dict[str, Any]:
     return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "-uno"))}
 
 
+def _value(row: dict[str, Any], key: str) -> float:
+    """A logged column, or ``surrogate_gain``: what the accepted step improved the surrogate by."""
+    if key == "surrogate_gain":
+        return float(row["surrogate_after"]) - float(row["surrogate_before"])
+    return float(row[key])
+
+
 def _finals(variant_dir: Path) -> dict[int, float]:
     """seed → deterministic final return of the finished runs in ``variant_dir``."""
     out = {}
@@ -118,9 +125,10 @@ def docs_table(table: list[dict[str, Any]]) -> str:
     with the seeds it comes from, its ratio to cg on the same seeds, and the cost and angle medians."""
     head = (
         "| env | variant | final return, mean ± std [per seed] | ÷ cg, same seeds | AUC | solve ms (÷ cg) "
-        "| update ms (with the angle) | ng_angle | grad_angle | mean KL | max KL | backtracks | skipped |"
+        "| update ms (with the angle) | ng_angle | grad_angle | surrogate gain | mean KL | max KL "
+        "| backtracks | skipped |"
     )
-    lines = [head, "|" + "---|" * 13]
+    lines = [head, "|" + "---|" * 14]
     for r in table:
         ids, vals = r["seed_ids"].split(), r["per_seed"].split()
         per = ", ".join(f"s{i}: {int(v):,}" for i, v in zip(ids, vals))
@@ -138,8 +146,8 @@ def docs_table(table: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['env']} | {r['variant']} | {spread} [{per}] | {ratio} | {r['train_auc']:,.0f} "
             f"| {1e3 * r['solve_s']:.1f} ({r['solve_vs_cg']:.2f}) | {1e3 * r['update_s']:.1f} | {angle} "
-            f"| {r['grad_angle']:.1f}° | {r['mean_kl']:.4f} | {r['max_kl']:.4f} | {r['backtracks']:.0f} "
-            f"| {r['skipped']:.1%} |"
+            f"| {r['grad_angle']:.1f}° | {r['surrogate_gain']:.4f} | {r['mean_kl']:.4f} | {r['max_kl']:.4f} "
+            f"| {r['backtracks']:.0f} | {r['skipped']:.1%} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -159,7 +167,7 @@ def _auc(run: Path) -> float:
 
 
 def _median(rows: list[dict[str, Any]], key: str) -> float:
-    v = np.array([float(r[key]) for r in rows if not r["skipped"]], dtype=float)
+    v = np.array([_value(r, key) for r in rows if not r["skipped"]], dtype=float)
     v = v[np.isfinite(v)]
     return float(np.median(v)) if v.size else math.nan
 
@@ -194,6 +202,7 @@ def summarize(out: Path) -> list[dict[str, Any]]:
                 "ng_angle": _median(rows, "ng_angle"), "grad_angle": _median(rows, "grad_angle"),
                 "mean_kl": _median(rows, "measured_kl"), "max_kl": _median(rows, "kl_max"),
                 "reverse_kl": _median(rows, "kl_reverse"), "backtracks": _median(rows, "backtracks"),
+                "surrogate_gain": _median(rows, "surrogate_gain"),
                 "skipped": float(np.mean([float(r["skipped"]) for r in rows])),
             })  # fmt: skip
     return table
