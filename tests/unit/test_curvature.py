@@ -256,3 +256,24 @@ def test_config_chooses_the_back_end_and_the_distance():
     for bad in ({"kfac_decay": 1.0}, {"ng_angle_states": -1}, {"curvature": "lbfgs"}, {"kl": "median"}):
         with pytest.raises((ValueError, TypeError)):
             TrainConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_the_angle_diagnostic_is_off_by_default_and_says_how_to_turn_it_on(caplog):
+    """It costs a 50-iteration CG per update (more than kfac saves), so training leaves it off."""
+    import logging
+
+    from trustpg.config.train_config import TrainConfig
+    from trustpg.train.build import make_rule
+
+    with caplog.at_level(logging.INFO, logger="trustpg"):
+        rule = make_rule(TrainConfig(curvature="kfac"))
+    assert rule.direction.angle_states == 0  # type: ignore[attr-defined]
+    assert "--ng-angle-states 1024" in caplog.text
+    policy = make_policy("gaussian", 0)
+    stats = rule.update(policy, make_batch(policy, 64, seed=1))
+    assert math.isnan(stats.ng_angle) and not stats.skipped
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="trustpg"):
+        make_rule(TrainConfig(curvature="cg"))
+        make_rule(TrainConfig(curvature="kfac", ng_angle_states=64))
+    assert "--ng-angle-states" not in caplog.text

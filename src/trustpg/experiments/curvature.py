@@ -47,6 +47,8 @@ ENVS: dict[str, tuple[str, int]] = {
     "Walker2d-v5": ("mujoco", 1_000_000),
 }
 SMOKE_STEPS = 1024
+#: States of the batch for the angle to the exact natural gradient (off by default in training).
+ANGLE_STATES = 1024
 EVAL_EPISODES = 10
 
 
@@ -62,6 +64,7 @@ def run_one(out: Path, env: str, variant: str, seed: int, steps: int, smoke: boo
     preset, _ = ENVS.get(env, ("classic", 0))
     config: dict[str, Any] = {**preset_overrides(preset, env), **VARIANTS[variant]}
     config.update(steps=steps, seed=seed, progress=False, tensorboard=False, eval_episodes=0)
+    config.update(ng_angle_states=ANGLE_STATES)  # the diagnostic is what this experiment measures
     if smoke:
         config.update(num_envs=2, steps_per_env=64, ng_angle_states=64)
     source = _source()  # before training: the commit whose code this process runs
