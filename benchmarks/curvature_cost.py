@@ -106,7 +106,8 @@ def main() -> None:
 def table(entry: dict[str, Any]) -> str:
     """Medians in ms (ratio to cg) of the direction and of the whole update, per env and threads."""
     lines = [
-        f"`python benchmarks/{entry['command']}`: medians of {entry['repeats']} in ms, ratio to cg in brackets",
+        f"`python benchmarks/{entry['command']}`: medians of {entry['repeats']} in ms, "
+        "ratio to cg in brackets",
         "",
         "| env (states, CG iterations) | threads | what | " + " | ".join(BACKENDS) + " |",
         "|---|---|---|" + "---|" * len(BACKENDS),
