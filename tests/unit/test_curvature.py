@@ -17,7 +17,14 @@ from trustpg.core.curvature import (
 )
 from trustpg.core.distributions import Categorical, DiagGaussian
 from trustpg.core.fisher import fisher_matrix, fisher_quadratic
-from trustpg.core.kfac import KFACDirection, kron_solve, kronecker_factors, pi_damping, running_average
+from trustpg.core.kfac import (
+    KFACDirection,
+    KFACPreconditionedCG,
+    kron_solve,
+    kronecker_factors,
+    pi_damping,
+    running_average,
+)
 from trustpg.core.layers import exact_output_grads, record_linears, sampled_output_grads
 from trustpg.core.linalg import angle_degrees, flat_grad
 from trustpg.core.rules import NPG, TRPO
@@ -181,6 +188,7 @@ def _factors_of(policy: nn.Module, obs: Tensor) -> tuple[Tensor, Tensor, int]:
 
 BACKENDS = {
     "kfac": lambda: KFACDirection(seed=0),
+    "kfac-cg": lambda: KFACPreconditionedCG(KFACDirection(seed=0), cg_iters=3),
     "diagonal": lambda: DiagonalDirection(),
     "empirical": lambda: EmpiricalDirection(),
     "cg": lambda: NaturalDirection(),
@@ -204,7 +212,7 @@ def test_every_back_end_points_within_90_degrees_of_g(kind, name):
         assert sol.ng_angle == pytest.approx(angle_degrees(sol.x, exact), abs=1e-3)
 
 
-@pytest.mark.parametrize("name", ["kfac", "diagonal", "empirical"])
+@pytest.mark.parametrize("name", ["kfac", "kfac-cg", "diagonal", "empirical"])
 @pytest.mark.parametrize("rule", ["npg", "trpo"])
 def test_rules_step_with_each_back_end(rule, name):
     policy = make_policy("gaussian", 0)
@@ -235,6 +243,37 @@ def test_kfac_state_round_trip_continues_bit_exactly():
     assert KFACDirection().state_dict() == {}
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_kfac_preconditioned_cg_starts_along_kfac_and_converges_to_the_dense_solve(kind):
+    """One iteration: along K-FAC's K⁻¹g (PCG's first step is the line minimiser along M⁻¹b);
+    enough iterations: (F + λI)⁻¹g from the dense Fisher, as cg, with x̃ᵀ(F + λI)x̃ exact."""
+    policy = make_policy(kind, 0)
+    batch = make_batch(policy, 32, seed=5)
+    g = _grad(policy, batch)
+    kfac = KFACDirection(decay=0.0, seed=1, angle_states=0).solve(policy, batch, g).x
+    one = KFACPreconditionedCG(KFACDirection(decay=0.0, seed=1, angle_states=0), cg_iters=1)
+    x1 = one.solve(policy, batch, g).x
+    assert angle_degrees(x1, kfac) < 1e-4 and float(x1 @ kfac) > 0
+    F = fisher_matrix(policy, batch.obs) + 0.1 * torch.eye(len(g), dtype=DT)
+    exact = torch.linalg.solve(F, g)
+    many = KFACPreconditionedCG(KFACDirection(seed=1, angle_states=0), cg_iters=len(g), cg_tol=1e-28)
+    sol = many.solve(policy, batch, g)
+    torch.testing.assert_close(sol.x, exact, rtol=1e-6, atol=1e-8)
+    assert sol.xFx == pytest.approx(float(exact @ F @ exact), rel=1e-6)
+
+
+def test_kfac_preconditioned_cg_keeps_its_factors_in_the_rule_state():
+    policy = make_policy("gaussian", 0)
+    batches = [make_batch(policy, 64, seed=s) for s in (1, 2)]
+    a = KFACPreconditionedCG(KFACDirection(seed=4, angle_states=0))
+    a.solve(policy, batches[0], _grad(policy, batches[0]))
+    b = KFACPreconditionedCG(KFACDirection(seed=4, angle_states=0))
+    b.load_state_dict(a.state_dict())
+    assert a.state_dict()["state"][2]["updates"] == 1
+    g = _grad(policy, batches[1])
+    assert torch.equal(a.solve(policy, batches[1], g).x, b.solve(policy, batches[1], g).x)
+
+
 def test_kfac_state_is_shared_by_a_rule_with_another_kl_budget():
     rule = TRPO(direction=KFACDirection(angle_states=0))
     policy = make_policy("categorical", 0)
@@ -252,6 +291,8 @@ def test_config_chooses_the_back_end_and_the_distance():
     npg = make_rule(TrainConfig(algo="npg", curvature="empirical"))
     assert isinstance(npg, NPG) and isinstance(npg.direction, EmpiricalDirection)
     assert isinstance(make_rule(TrainConfig(curvature="diagonal")).direction, DiagonalDirection)  # type: ignore[attr-defined]
+    pcg = make_rule(TrainConfig(curvature="kfac-cg", cg_iters=4, seed=2)).direction  # type: ignore[attr-defined]
+    assert pcg == KFACPreconditionedCG(KFACDirection(damping=0.1, angle_states=0, seed=2), cg_iters=4)
     assert isinstance(make_rule(TrainConfig()).direction, NaturalDirection)  # type: ignore[attr-defined]
     for bad in ({"kfac_decay": 1.0}, {"ng_angle_states": -1}, {"curvature": "lbfgs"}, {"kl": "median"}):
         with pytest.raises((ValueError, TypeError)):

@@ -166,6 +166,67 @@ def test_property_cg_solves_spd(n, seed, eps, scale):
 
 
 # ---------------------------------------------------------------------------------------------
+# Preconditioned CG (Nocedal & Wright Alg. 5.3).
+# ---------------------------------------------------------------------------------------------
+
+
+def _ill_conditioned(n: int, seed: int) -> torch.Tensor:
+    """SPD with eigenvalues spread over six decades: plain CG needs many iterations."""
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=torch.Generator().manual_seed(seed), dtype=DT))
+    return q @ torch.diag(torch.logspace(-3, 3, n, dtype=DT)) @ q.T
+
+
+@pytest.mark.parametrize("n", [1, 5, 30])
+def test_pcg_with_the_exact_inverse_solves_in_one_iteration(n):
+    A, b = _ill_conditioned(n, n), _vec(n, 7)
+    res = conjugate_gradient(
+        lambda v: A @ v, b, iters=5, tol=1e-20, precondition=lambda r: torch.linalg.solve(A, r)
+    )
+    torch.testing.assert_close(res.x, torch.linalg.solve(A, b), rtol=1e-8, atol=1e-10)
+    assert res.iterations == 1 and res.status == "converged"
+
+
+def test_pcg_beats_plain_cg_with_a_good_preconditioner_and_reaches_the_same_solution():
+    """A = D + low rank, M = D: PCG converges in ~rank+1 iterations, plain CG does not."""
+    n = 40
+    gen = torch.Generator().manual_seed(3)
+    d = torch.logspace(-3, 3, n, dtype=DT)
+    u = torch.randn(n, 2, generator=gen, dtype=DT)
+    A = torch.diag(d) + u @ u.T
+    b = _vec(n, 9)
+    exact = torch.linalg.solve(A, b)
+    plain = conjugate_gradient(lambda v: A @ v, b, iters=4, tol=0.0)
+    pre = conjugate_gradient(lambda v: A @ v, b, iters=4, tol=0.0, precondition=lambda r: r / d)
+    err = lambda x: float((x - exact).norm() / exact.norm())  # noqa: E731
+    assert err(pre.x) < 1e-8 < 0.1 < err(plain.x)
+    full = conjugate_gradient(lambda v: A @ v, b, iters=200, tol=1e-24, precondition=lambda r: r / d)
+    torch.testing.assert_close(full.x, exact, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(pre.Ax, A @ pre.x)  # A x without another product, as plain CG
+
+
+def test_pcg_first_iterate_is_along_the_preconditioned_b():
+    A, b = _spd(6, seed=3), _vec(6, seed=4)
+    d = torch.diag(A)
+    res = conjugate_gradient(lambda v: A @ v, b, iters=1, tol=0.0, precondition=lambda r: r / d)
+    y = b / d
+    torch.testing.assert_close(res.x, (b @ y) / (y @ A @ y) * y)
+
+
+def test_pcg_with_the_identity_is_plain_cg_bit_for_bit():
+    A, b = _ill_conditioned(20, 1), _vec(20, 2)
+    plain = conjugate_gradient(lambda v: A @ v, b, iters=7)
+    ident = conjugate_gradient(lambda v: A @ v, b, iters=7, precondition=lambda r: r.clone())
+    assert torch.equal(plain.x, ident.x) and plain.iterations == ident.iterations == 7
+
+
+@pytest.mark.parametrize("bad", [lambda r: -r, lambda r: r * float("nan")])
+def test_pcg_with_a_preconditioner_that_is_not_pd_breaks_down(bad):
+    A, b = _spd(5, seed=1), _vec(5, seed=2)
+    res = conjugate_gradient(lambda v: A @ v, b, iters=5, precondition=bad)
+    assert res.status == "breakdown" and res.iterations == 0 and torch.equal(res.x, torch.zeros_like(b))
+
+
+# ---------------------------------------------------------------------------------------------
 # Flat parameters.
 # ---------------------------------------------------------------------------------------------
 

@@ -67,7 +67,7 @@ BAD_API = [
     ("backtrack_ratio", 1.0, ValueError, "in (0, 1)"),
     ("backtrack_ratio", 0.0, ValueError, "in (0, 1)"),
     ("max_backtracks", -1, ValueError, ">= 0"),
-    ("curvature", "lbfgs", ValueError, "one of cg, kfac, diagonal, empirical"),
+    ("curvature", "lbfgs", ValueError, "one of cg, kfac, kfac-cg, diagonal, empirical"),
     ("kl", "median", ValueError, "one of mean, max, reverse"),
     ("kfac_decay", 1.0, ValueError, "in [0, 1)"),
     ("kfac_decay", -0.1, ValueError, "in [0, 1)"),

@@ -124,10 +124,11 @@ class TrainConfig:
     """TRPO line search shrinks the step by this factor per backtrack."""
     max_backtracks: int = 10
     """TRPO line search gives up (and restores θ) after this many backtracks."""
-    curvature: Literal["cg", "kfac", "diagonal", "empirical"] = "cg"
+    curvature: Literal["cg", "kfac", "kfac-cg", "diagonal", "empirical"] = "cg"
     """How NPG and TRPO compute the natural gradient F⁻¹g: cg (exact Fisher-vector products +
-    conjugate gradient), kfac (Kronecker-factored per Linear layer), diagonal (exact diag F) or
-    empirical (E[s sᵀ] of the actions taken, by CG). The step size always uses the exact F."""
+    conjugate gradient), kfac (Kronecker-factored per Linear layer), kfac-cg (cg preconditioned
+    by kfac: use fewer cg_iters, e.g. 5), diagonal (exact diag F) or empirical (E[s sᵀ] of the
+    actions taken, by CG). The step size always uses the exact F."""
     kl: Literal["mean", "max", "reverse"] = "mean"
     """Distance the TRPO line search keeps ≤ max_kl: mean KL(old‖new) over states, its maximum
     over states, or mean KL(new‖old). All three are logged."""
@@ -325,7 +326,7 @@ def validate(c: TrainConfig) -> None:
     _need(c.fvp_stride <= c.batch_size, "fvp_stride", c.fvp_stride,
           f"<= the batch size num_envs*steps_per_env = {c.batch_size}")  # fmt: skip
     _need(c.policy in ("auto", "mlp") or c.curvature == "cg", "curvature", c.curvature,
-          f"cg with policy={c.policy!r} (kfac, diagonal and empirical are written for Linear "
+          f"cg with policy={c.policy!r} (kfac, kfac-cg, diagonal and empirical are written for Linear "
           "layers applied to each state on its own)")  # fmt: skip
     _need(c.vectorization in ("sync", "async", "envpool"), "vectorization", c.vectorization,
           "sync, async or envpool")  # fmt: skip

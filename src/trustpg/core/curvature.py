@@ -7,6 +7,8 @@ so a poor approximation costs direction, not safety.
 
 - ``cg`` (:class:`NaturalDirection`): exact Fisher-vector products + conjugate gradient.
 - ``kfac`` (:class:`trustpg.core.kfac.KFACDirection`): Kronecker-factored blocks per Linear layer.
+- ``kfac-cg`` (:class:`trustpg.core.kfac.KFACPreconditionedCG`): CG on exact products,
+  preconditioned by K-FAC — few iterations to near the exact solution.
 - ``diagonal`` (:class:`DiagonalDirection`): the exact diagonal of F.
 - ``empirical`` (:class:`EmpiricalDirection`): E[s sᵀ] with s = ∇log π(a_taken|s), by CG — the
   "empirical Fisher"; see docs/theory.md for its bias.
@@ -38,7 +40,7 @@ from trustpg.core.layers import exact_output_grads, param_slices, record_linears
 from trustpg.core.linalg import CG_ITERS, CG_TOL, angle_degrees, conjugate_gradient, flat_grad
 from trustpg.core.update import PolicyBatch
 
-CurvatureName = Literal["cg", "kfac", "diagonal", "empirical"]
+CurvatureName = Literal["cg", "kfac", "kfac-cg", "diagonal", "empirical"]
 CURVATURES: tuple[str, ...] = get_args(CurvatureName)
 #: CG iterations for the reference natural gradient of the angle diagnostic ("to convergence").
 REFERENCE_CG_ITERS = 50

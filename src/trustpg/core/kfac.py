@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from trustpg.core.curvature import Solution, finish
-from trustpg.core.fisher import fisher_diagonal_of
+from trustpg.core.curvature import Solution, finish, reference_angle
+from trustpg.core.distributions import Distribution
+from trustpg.core.fisher import FVPMethod, fisher_diagonal_of, fisher_vector_product
 from trustpg.core.layers import exact_output_grads, param_slices, record_linears, sampled_output_grads
+from trustpg.core.linalg import CG_TOL, conjugate_gradient
 from trustpg.core.update import PolicyBatch
 
 #: The running averages' decay ε: A ← ε A + (1 − ε) A_batch.
@@ -54,10 +57,13 @@ def pi_damping(A: Tensor, G: Tensor, damping: float) -> tuple[float, float]:
 def kron_solve(A: Tensor, G: Tensor, V: Tensor, lam_A: float, lam_G: float) -> Tensor:
     """(G + λ_G I)⁻¹ V (A + λ_A I)⁻¹ for V ``[out, in+1]``: the damped Kronecker block's inverse
     applied to V without forming the ``[out·(in+1)]²`` matrix (factors are symmetric PD)."""
-    GA = torch.linalg.cholesky(G + lam_G * torch.eye(G.shape[0], dtype=G.dtype))
-    AA = torch.linalg.cholesky(A + lam_A * torch.eye(A.shape[0], dtype=A.dtype))
-    left = torch.cholesky_solve(V, GA)
-    return torch.cholesky_solve(left.T, AA).T
+    left = torch.cholesky_solve(V, _chol(G, lam_G))
+    return torch.cholesky_solve(left.T, _chol(A, lam_A)).T
+
+
+def _chol(M: Tensor, lam: float) -> Tensor:
+    """The Cholesky factor of M + λI."""
+    return torch.linalg.cholesky(M + lam * torch.eye(M.shape[0], dtype=M.dtype))
 
 
 def running_average(old: Tensor | None, new: Tensor, decay: float) -> Tensor:
@@ -94,7 +100,15 @@ class KFACDirection:
 
     def solve(self, policy: nn.Module, batch: PolicyBatch, g: Tensor) -> Solution:
         t0 = time.perf_counter()
-        obs = batch.obs[:: self.fvp_stride]
+        dist, inverse = self.refresh(policy, batch.obs[:: self.fvp_stride])
+        x = inverse(g)
+        return finish(policy, batch, g, x, t0, damping=self.damping, fvp_stride=self.fvp_stride,
+                      angle_states=self.angle_states, dist=dist)  # fmt: skip
+
+    def refresh(self, policy: nn.Module, obs: Tensor) -> tuple[Distribution, Callable[[Tensor], Tensor]]:
+        """Fold this batch's factors into the running averages (one update), and return the
+        policy's distribution on ``obs`` and v ↦ K⁻¹v, K the damped block-diagonal K-FAC matrix
+        (symmetric positive definite: ``kfac`` uses K⁻¹g, ``kfac-cg`` K as CG's preconditioner)."""
         dist, records = record_linears(policy, obs)
         if self.targets == "exact":
             grads = exact_output_grads(dist, records)
@@ -109,28 +123,38 @@ class KFACDirection:
         st.factors = [(running_average(oa, a, self.decay), running_average(og, gg, self.decay))
                       for (oa, og), (a, gg) in zip(olds, new)]  # fmt: skip
         where = param_slices(policy)
-        x = torch.zeros_like(g)
+        blocks = []  # (weight slice, bias slice or None, Cholesky of G + λ_G I, of A + λ_A I)
         done: set[int] = set()
         for r, (A, G) in zip(records, st.factors):
             w, b = r.module.weight, r.module.bias
-            V = g[where[id(w)]].view_as(w)
-            if b is not None:
-                V = torch.cat([V, g[where[id(b)]].view(-1, 1)], dim=1)
-            X = kron_solve(A, G, V, *pi_damping(A, G, self.damping))
-            x[where[id(w)]] = X[:, : w.shape[1]].reshape(-1)
-            done.add(id(w))
-            if b is not None:
-                x[where[id(b)]] = X[:, w.shape[1]]
-                done.add(id(b))
+            lam_A, lam_G = pi_damping(A, G, self.damping)
+            blocks.append((w.shape, where[id(w)], None if b is None else where[id(b)],
+                           _chol(G, lam_G), _chol(A, lam_A)))  # fmt: skip
+            done.update({id(w)} | (set() if b is None else {id(b)}))
         others = [p for p in policy.parameters() if id(p) not in done]
+        idx, diag = None, None
         if others:
-            d = running_average(st.diagonal, fisher_diagonal_of(policy, obs, others, dist), self.decay)
-            st.diagonal = d
+            diag = running_average(st.diagonal, fisher_diagonal_of(policy, obs, others, dist), self.decay)
+            st.diagonal = diag
             idx = torch.cat([torch.arange(where[id(p)].start, where[id(p)].stop) for p in others])
-            x[idx] = g[idx] / (d + self.damping)
         st.updates += 1
-        return finish(policy, batch, g, x, t0, damping=self.damping, fvp_stride=self.fvp_stride,
-                      angle_states=self.angle_states, dist=dist)  # fmt: skip
+        damping = self.damping
+
+        def inverse(v: Tensor) -> Tensor:
+            x = torch.zeros_like(v)
+            for shape, ws, bs, LG, LA in blocks:
+                V = v[ws].view(shape)
+                if bs is not None:
+                    V = torch.cat([V, v[bs].view(-1, 1)], dim=1)
+                X = torch.cholesky_solve(torch.cholesky_solve(V, LG).T, LA).T
+                x[ws] = X[:, : shape[1]].reshape(-1)
+                if bs is not None:
+                    x[bs] = X[:, shape[1]]
+            if idx is not None and diag is not None:
+                x[idx] = v[idx] / (diag + damping)
+            return x
+
+        return dist, inverse
 
     def state_dict(self) -> dict[str, Any]:
         """``{"state": {i: {"A", "G"}, …, n: {"diagonal"?, "updates"}}, "param_groups": []}``
@@ -157,3 +181,42 @@ class KFACDirection:
         diag = last.get("diagonal")
         st.diagonal = None if diag is None else diag.clone()
         st.updates = int(last["updates"])
+
+
+@dataclass(frozen=True)
+class KFACPreconditionedCG:
+    """``kfac-cg``: g̃ = (F + λI)⁻¹g by conjugate gradient on exact Fisher-vector products,
+    preconditioned by the K-FAC matrix K (:meth:`KFACDirection.refresh`).
+
+    K-FAC alone gives K⁻¹g, whose error is the Kronecker and block-diagonal approximation; CG alone
+    needs many products where F's spectrum is spread. Preconditioned CG searches the Krylov space
+    of K⁻¹F, so a few exact products correct K-FAC's direction towards F⁻¹g; its first iterate is
+    along K⁻¹g, and with enough iterations it converges to the same solution as ``cg``.
+    """
+
+    kfac: KFACDirection
+    cg_iters: int = 5
+    cg_tol: float = CG_TOL
+    method: FVPMethod = "analytic"
+
+    def solve(self, policy: nn.Module, batch: PolicyBatch, g: Tensor) -> Solution:
+        t0 = time.perf_counter()
+        obs = batch.obs[:: self.kfac.fvp_stride]
+        _, inverse = self.kfac.refresh(policy, obs)
+        damping = self.kfac.damping
+        fvp = fisher_vector_product(policy, obs, damping=damping, method=self.method)
+        cg = conjugate_gradient(fvp, g, iters=self.cg_iters, tol=self.cg_tol, precondition=inverse)
+        broken = cg.status == "breakdown" or not bool(torch.isfinite(cg.x).all())
+        xFx = math.nan if broken else float(torch.dot(cg.x, fvp(cg.x) if cg.Ax is None else cg.Ax))
+        seconds = time.perf_counter() - t0
+        angle = math.nan
+        if not broken:
+            angle = reference_angle(policy, obs, g, cg.x, damping=damping, states=self.kfac.angle_states)
+        return Solution(cg.x, xFx, cg.residual, cg.iterations, broken, seconds, angle)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The K-FAC preconditioner's running factors (:meth:`KFACDirection.state_dict`)."""
+        return self.kfac.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.kfac.load_state_dict(state)

@@ -66,21 +66,31 @@ class CGResult:
 
 
 def conjugate_gradient(
-    Av: Callable[[Tensor], Tensor], b: Tensor, *, iters: int = CG_ITERS, tol: float = CG_TOL
+    Av: Callable[[Tensor], Tensor],
+    b: Tensor,
+    *,
+    iters: int = CG_ITERS,
+    tol: float = CG_TOL,
+    precondition: Callable[[Tensor], Tensor] | None = None,
 ) -> CGResult:
     """Solve A x = b for symmetric positive-definite A given only v ↦ Av.
 
-    Hestenes & Stiefel (1952); Nocedal & Wright, *Numerical Optimization*, Alg. 5.2. Starts from
-    x₀ = 0 (so the first iterate is along b, and the result is deterministic) and stops when
-    ‖r‖² ≤ ``tol`` or after ``iters`` iterations. If the curvature pᵀAp along a search direction is
-    not positive and finite, it stops and returns the last good iterate with status
-    "breakdown" — for a Fisher matrix that means numerical trouble, never a valid solution.
+    Hestenes & Stiefel (1952); Nocedal & Wright, *Numerical Optimization*, Alg. 5.2, or with
+    ``precondition`` (r ↦ M⁻¹r, M symmetric positive definite and ≈ A) Alg. 5.3, preconditioned
+    CG: the same Krylov method in the metric of M, which converges in few iterations when M⁻¹A is
+    close to I. Starts from x₀ = 0 (so the first iterate is along b, or M⁻¹b, and the result is
+    deterministic) and stops when ‖r‖² ≤ ``tol`` (the residual of A x = b itself) or after
+    ``iters`` iterations. If the curvature pᵀAp along a search direction is not positive and
+    finite, it stops and returns the last good iterate with status "breakdown" — for a Fisher
+    matrix that means numerical trouble, never a valid solution; so does a preconditioner with
+    rᵀM⁻¹r ≤ 0 or not finite (M not positive definite).
 
     Args:
         Av: v ↦ A v, for v of b's shape.
         b: right-hand side, shape ``[P]``.
         iters: maximum number of iterations (≥ 1).
         tol: tolerance on the squared residual norm.
+        precondition: r ↦ M⁻¹r, or None for plain CG (M = I).
     """
     if iters < 1:
         raise ValueError(f"conjugate_gradient: iters must be >= 1, got {iters}")
@@ -89,26 +99,33 @@ def conjugate_gradient(
     x = torch.zeros_like(b)
     ax = torch.zeros_like(b)
     r = b.clone()
-    p = b.clone()
+    y = r if precondition is None else precondition(r)  # y = M⁻¹r
+    p = y.clone()
     rr = torch.dot(r, r)
+    ry = rr if precondition is None else torch.dot(r, y)
     status = "max_iters"
     done = 0
     for i in range(iters):
         if rr <= tol:
             status = "converged"
             break
+        if not torch.isfinite(ry) or ry <= 0:  # only a preconditioner that is not PD gets here
+            status = "breakdown"
+            break
         Ap = Av(p)
         pAp = torch.dot(p, Ap)
         if not torch.isfinite(pAp) or pAp <= 0:
             status = "breakdown"
             break
-        alpha = rr / pAp
+        alpha = ry / pAp
         x = x + alpha * p
         ax = ax + alpha * Ap
         r = r - alpha * Ap
-        rr_new = torch.dot(r, r)
-        p = r + (rr_new / rr) * p
-        rr = rr_new
+        rr = torch.dot(r, r)
+        y = r if precondition is None else precondition(r)
+        ry_new = rr if precondition is None else torch.dot(r, y)
+        p = y + (ry_new / ry) * p
+        ry = ry_new
         done = i + 1
     else:
         if rr <= tol:

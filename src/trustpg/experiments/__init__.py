@@ -28,7 +28,7 @@ DESCRIPTIONS = {
     "stepsize-raw": "the same sweep without advantage/reward normalisation (task scale left in)",
     "why-constraint": "large unconstrained natural steps vs TRPO: KL per update, catastrophic drops",
     "angle": "angle between natural and vanilla gradient, predicted vs measured KL, in training",
-    "curvature": "TRPO with cg / kfac / diagonal / empirical Fisher, and mean vs max KL: return, "
+    "curvature": "TRPO with cg / kfac / kfac-cg / diagonal / empirical Fisher, and mean vs max KL: return, "
     "cost, angle to the exact natural gradient",
 }
 #: Options only some experiments take (passed to their ``run`` only when given).

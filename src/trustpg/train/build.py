@@ -10,7 +10,7 @@ from torch import nn
 
 from trustpg.config.train_config import TrainConfig
 from trustpg.core.curvature import DiagonalDirection, Direction, EmpiricalDirection, NaturalDirection
-from trustpg.core.kfac import KFACDirection
+from trustpg.core.kfac import KFACDirection, KFACPreconditionedCG
 from trustpg.core.rules import NPG, TRPO, VPG
 from trustpg.core.update import UpdateRule
 from trustpg.io.memory import check_memory
@@ -43,6 +43,9 @@ def make_direction(c: TrainConfig) -> Direction:
         )
     if c.curvature == "kfac":
         return KFACDirection(c.damping, c.kfac_decay, k, angle, seed=c.seed)
+    if c.curvature == "kfac-cg":
+        kfac = KFACDirection(c.damping, c.kfac_decay, k, angle, seed=c.seed)
+        return KFACPreconditionedCG(kfac, c.cg_iters, c.cg_tol, c.fvp_method)
     if c.curvature == "diagonal":
         return DiagonalDirection(c.damping, k, angle)
     if c.curvature == "empirical":
@@ -64,7 +67,7 @@ def networks(
         if c.curvature != "cg":
             raise ValueError(
                 f"curvature={c.curvature!r} is invalid: must be cg for image observations (a CNN "
-                "policy): kfac, diagonal and empirical are written for Linear layers"
+                "policy): kfac, kfac-cg, diagonal and empirical are written for Linear layers"
             )
         cnn_actor, cnn_critic = make_cnn(obs_space, act_space, c.log_std_init, c.action_dist)
         return (actor if actor is not None else cnn_actor), cnn_critic
