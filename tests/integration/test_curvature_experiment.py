@@ -52,6 +52,10 @@ def test_the_table_compares_each_variant_with_cg_on_the_seeds_both_have(tmp_path
     gain = statistics.median(r["surrogate_after"] - r["surrogate_before"] for r in rows if not r["skipped"])
     csv_row = next(r for r in csv.DictReader((out / "results.csv").open()) if r["variant"] == "kfac")
     assert float(csv_row["surrogate_gain"]) == pytest.approx(gain, rel=1e-5)  # the csv keeps 6 digits
+    # the machine-speed witness: the runs' median rollout time, which no back end changes
+    collect = statistics.median(r["collect_seconds"] for r in rows if not r["skipped"])
+    assert float(csv_row["collect_s"]) == pytest.approx(collect, rel=1e-5)
+    assert f"| {1e3 * collect:.1f} | " in lines["kfac"]
     table = (out / "results.md").read_text()
     for run in out.glob("CartPole-v1/*/s*"):  # compressed for the repository: the same table
         plain = run / "metrics.csv"

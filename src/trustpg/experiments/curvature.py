@@ -7,7 +7,10 @@ over 10 episodes). A finished run (``eval.json`` present) is not trained again, 
 can be stopped and rerun, and run piecewise (``--envs``, ``--variants``, ``--seeds``). Then, from
 every finished run: ``results.md``/``results.csv`` (final return, cost of the direction solve and
 its ratio to cg's, angle to the exact natural gradient, KLs, skipped updates) and figures
-(learning curves, solve seconds).
+(learning curves, solve seconds). ``collect ms`` (the median rollout time per iteration, the same
+work for every back end) shows the speed of the machine a row's runs had: timings of rows whose
+runs ran on different machines or at different loads are not comparable, and the like-for-like
+cost is ``benchmarks/curvature_cost.py``'s.
 
 Run: ``trustpg experiment curvature --out bench-runs/curvature [--envs Hopper-v5,CartPole-v1]
 [--variants cg,kfac] [--seeds 0,1,2] [--steps N]``.
@@ -130,10 +133,10 @@ def docs_table(table: list[dict[str, Any]]) -> str:
     with the seeds it comes from, its ratio to cg on the same seeds, and the cost and angle medians."""
     head = (
         "| env | variant | final return, mean ± std [per seed] | ÷ cg, same seeds | AUC | solve ms (÷ cg) "
-        "| update ms (with the angle) | ng_angle | grad_angle | surrogate gain | mean KL | max KL "
-        "| backtracks | skipped |"
+        "| update ms (with the angle) | collect ms | ng_angle | grad_angle | surrogate gain | mean KL "
+        "| max KL | backtracks | skipped |"
     )
-    lines = [head, "|" + "---|" * 14]
+    lines = [head, "|" + "---|" * 15]
     for r in table:
         ids, vals = r["seed_ids"].split(), r["per_seed"].split()
         per = ", ".join(f"s{i}: {int(v):,}" for i, v in zip(ids, vals))
@@ -150,7 +153,8 @@ def docs_table(table: list[dict[str, Any]]) -> str:
         angle = "–" if math.isnan(r["ng_angle"]) else f"{r['ng_angle']:.1f}°"
         lines.append(
             f"| {r['env']} | {r['variant']} | {spread} [{per}] | {ratio} | {r['train_auc']:,.0f} "
-            f"| {1e3 * r['solve_s']:.1f} ({r['solve_vs_cg']:.2f}) | {1e3 * r['update_s']:.1f} | {angle} "
+            f"| {1e3 * r['solve_s']:.1f} ({r['solve_vs_cg']:.2f}) | {1e3 * r['update_s']:.1f} "
+            f"| {1e3 * r['collect_s']:.1f} | {angle} "
             f"| {r['grad_angle']:.1f}° | {r['surrogate_gain']:.4f} | {r['mean_kl']:.4f} | {r['max_kl']:.4f} "
             f"| {r['backtracks']:.0f} | {r['skipped']:.1%} |"
         )
@@ -204,6 +208,7 @@ def summarize(out: Path) -> list[dict[str, Any]]:
                 "train_auc": float(np.mean([_auc(p) for p in runs])),
                 "solve_s": solve, "solve_vs_cg": solve / cg_solve if cg_solve > 0 else math.nan,
                 "update_s": _median(rows, "update_seconds"),
+                "collect_s": _median(rows, "collect_seconds"),
                 "ng_angle": _median(rows, "ng_angle"), "grad_angle": _median(rows, "grad_angle"),
                 "mean_kl": _median(rows, "measured_kl"), "max_kl": _median(rows, "kl_max"),
                 "reverse_kl": _median(rows, "kl_reverse"), "backtracks": _median(rows, "backtracks"),
