@@ -41,6 +41,7 @@ from throughput import _raw  # type: ignore[import-not-found]
 from trustpg import TRPO
 from trustpg.accel import fast_actor
 from trustpg.config.presets import PRESETS, preset_overrides
+from trustpg.io.manifest import provenance
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -115,7 +116,8 @@ def main() -> None:
     command = f"python benchmarks/budget.py --env {args.env} --repeats {args.repeats}" + (
         f" --cg-iters {args.cg_iters}" if args.cg_iters is not None else ""
     )
-    out.write_text(json.dumps({"command": command, "num_envs": n, "batch": c.batch_size,
+    out.write_text(json.dumps({"command": command, "provenance": provenance(),
+                               "num_envs": n, "batch": c.batch_size,
                                "cg_iters": c.cg_iters, "us_per_env_step": rows, "medians": med,
                                "budget_at_0.8x": 0.25 * raw, "best_ratio": ceilings},
                               indent=1))  # fmt: skip

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from trustpg.core.optim import Adam
+from trustpg.io.manifest import provenance
 from trustpg.nets.policies import Critic
 from trustpg.sampling.rollout import make_vec_env
 from trustpg.train.value import fit_value
@@ -108,7 +109,8 @@ def main() -> None:
         print(f"| {name} | {us:.1f} | {us / alone:.2f}× |")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     record = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "env": args.env,
-              "num_envs": args.num_envs, "repeats": args.repeats, "us_per_step": results}  # fmt: skip
+              "num_envs": args.num_envs, "repeats": args.repeats, "us_per_step": results,
+              "provenance": provenance()}  # fmt: skip
     OUT.write_text(json.dumps(record, indent=2))
 
 

@@ -35,6 +35,7 @@ from trustpg.config.train_config import TrainConfig
 from trustpg.core import rules
 from trustpg.core.fisher import fisher_vector_product
 from trustpg.core.linalg import conjugate_gradient, set_flat_params
+from trustpg.io.manifest import provenance
 from trustpg.train.build import make_direction, make_rule
 
 RESULTS = Path(__file__).resolve().parent / "results" / "curvature_cost.json"
@@ -127,7 +128,8 @@ def main() -> None:
         print(f"{r['env']} ({r['states']} states, CG {r['cg_iters']} iters, {r['threads']} threads): {cells}")
         print(f"  whole update: {whole}")
     entry = {"command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]), "label": args.label,
-             "loadavg": os.getloadavg(), "repeats": args.repeats, "results": rows}  # fmt: skip
+             "loadavg": os.getloadavg(), "repeats": args.repeats, "results": rows,
+             "provenance": provenance()}  # fmt: skip
     old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
     RESULTS.write_text(json.dumps([*old, entry], indent=1) + "\n")
     TABLE.write_text(table(entry))

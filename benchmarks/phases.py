@@ -30,6 +30,7 @@ from throughput import _raw  # type: ignore[import-not-found]  # benchmarks/thro
 import trustpg
 from trustpg import TRPO
 from trustpg.config.presets import preset_overrides
+from trustpg.io.manifest import provenance
 
 PHASES = {
     "collection": "collect_seconds",
@@ -80,7 +81,8 @@ def main() -> None:
         print(f"| {key} | {totals.get(key, 0.0) * us:.1f} | {totals.get(key, 0.0) / total:.0%} |")
     print(f"| raw random-action stepping | {raw_s * us:.1f} | |")
     if args.label is not None:
-        record = {"label": args.label, "command": "python benchmarks/phases.py " + " ".join(sys.argv[1:]),
+        record = {"label": args.label, "provenance": provenance(),
+                  "command": "python benchmarks/phases.py " + " ".join(sys.argv[1:]),
                   "trustpg": str(Path(trustpg.__file__).parent), "env": args.env,
                   "cg_iters": agent.config.cg_iters,
                   "us_per_env_step": {k.strip(): v * us for k, v in totals.items()},

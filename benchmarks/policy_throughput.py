@@ -72,8 +72,11 @@ def main() -> int:
             print(f"repeat {r}: {label} @ {env}: {sps:,.0f} steps/s", flush=True)
     rows = {k: {"median_steps_per_sec": statistics.median(v), "samples": v} for k, v in samples.items()}
     RESULTS.mkdir(exist_ok=True)
+    from trustpg.io.manifest import provenance
+
     out = {"command": " ".join(sys.argv), "repeats": args.repeats, "updates": args.updates,
-           "date": time.strftime("%Y-%m-%d"), "skipped (package missing)": skipped, "rows": rows}  # fmt: skip
+           "date": time.strftime("%Y-%m-%d"), "skipped (package missing)": skipped, "rows": rows,
+           "provenance": provenance()}  # fmt: skip
     (RESULTS / "policy_throughput.json").write_text(json.dumps(out, indent=1) + "\n")
     print("\n| network @ env | steps/s (median) |\n|---|---|")
     for k, v in rows.items():

@@ -103,7 +103,10 @@ def run(iters: int) -> dict:
 
     torch.set_num_threads(1)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    out: dict = {"iters": iters, "cpus": os.cpu_count(), "load_before": os.getloadavg()[0], "envs": {}}
+    from trustpg.io.manifest import provenance
+
+    out: dict = {"provenance": provenance(), "iters": iters, "cpus": os.cpu_count(),
+                 "load_before": os.getloadavg()[0], "envs": {}}  # fmt: skip
     try:
         for env in ENVS:
             res = {f"w{w}": measure(env, w, iters, 256) for w in (0, 1, 2)}

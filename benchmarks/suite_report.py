@@ -16,6 +16,8 @@ import json
 import math
 import re
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,19 @@ SUITE = "mujoco-v5"
 MARK = re.compile(r"(<!-- suite:start[^\n]*-->\n)(.*?)(<!-- suite:end -->)", re.S)
 
 
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """NumPy's global generator seeded for the block, then restored. rliable 1.2's bootstrap draws
+    its resamples with ``np.random.choice`` and ignores the ``random_state`` it passes to arch, so
+    without this the intervals changed each time the report was regenerated."""
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(saved)
+
+
 def interval(scores: np.ndarray, reps: int, seed: int = 0) -> dict[str, tuple[float, float, float]]:
     """{"mean"|"iqm": (point, low, high)} for ``scores`` [runs, tasks], 95 % stratified bootstrap."""
     from rliable import library as rly
@@ -49,9 +64,10 @@ def interval(scores: np.ndarray, reps: int, seed: int = 0) -> dict[str, tuple[fl
     def agg(x: np.ndarray) -> np.ndarray:
         return np.array([metrics.aggregate_mean(x), metrics.aggregate_iqm(x)])
 
-    point, ci = rly.get_interval_estimates(
-        {"x": scores}, agg, reps=reps, random_state=np.random.RandomState(seed)
-    )  # fmt: skip
+    with seeded(seed):
+        point, ci = rly.get_interval_estimates(
+            {"x": scores}, agg, reps=reps, random_state=np.random.RandomState(seed)
+        )  # fmt: skip
     p, c = point["x"], ci["x"]
     return {"mean": (p[0], c[0, 0], c[1, 0]), "iqm": (p[1], c[0, 1], c[1, 1])}
 
@@ -130,9 +146,10 @@ def curves_figure(groups: dict[tuple[str, str, str], list[dict[str, Any]]], runs
             if e != env:
                 continue
             grid, ys = curves_on_grid(runs, group)
-            point, ci = rly.get_interval_estimates(
-                {"c": ys}, lambda x: x.mean(axis=0), reps=2000, random_state=np.random.RandomState(0)
-            )  # fmt: skip
+            with seeded(0):
+                point, ci = rly.get_interval_estimates(
+                    {"c": ys}, lambda x: x.mean(axis=0), reps=2000, random_state=np.random.RandomState(0)
+                )  # fmt: skip
             ax.plot(grid, point["c"], label=f"{algo} ({len(ys)} seeds)")
             ax.fill_between(grid, ci["c"][0], ci["c"][1], alpha=0.25)
         if env in TARGETS:
@@ -164,7 +181,8 @@ def profile_figure(groups: dict[tuple[str, str, str], list[dict[str, Any]]], out
     for algo, per_env in sorted(by_algo.items()):
         n = min(len(v) for v in per_env.values())
         scores = np.array([v[:n] for _, v in sorted(per_env.items())]).T  # [runs, envs]
-        profile, ci = rly.create_performance_profile({algo: scores}, taus)
+        with seeded(0):
+            profile, ci = rly.create_performance_profile({algo: scores}, taus)
         ax.plot(taus, profile[algo], label=f"{algo} ({len(per_env)} envs × {n} seeds)")
         ax.fill_between(taus, ci[algo][0], ci[algo][1], alpha=0.25)
     ax.set_xlabel("final evaluation / target (τ)")

@@ -279,6 +279,8 @@ def main() -> None:
     )
     args = p.parse_args()
     RESULTS.mkdir(exist_ok=True)
+    from trustpg.io.manifest import provenance
+
     command = "python benchmarks/throughput.py " + " ".join(sys.argv[1:])
     if args.fvp:
         res: dict = {"analytic": [], "kl_hessian": []}
@@ -292,7 +294,8 @@ def main() -> None:
     elif args.sweep:
         res = sweep(args.repeats, args.steps)
         name = "sweep.json"
-        (RESULTS / name).write_text(json.dumps({"command": command, "results": res}, indent=2) + "\n")
+        record = {"command": command, "provenance": provenance(), "results": res}
+        (RESULTS / name).write_text(json.dumps(record, indent=2) + "\n")
         print(f"wrote {plot_sweep()}")
     else:
         if args.tianshou_python is None:
@@ -312,7 +315,8 @@ def main() -> None:
         subset = tuple(args.envs) != ALL_ENVS
         name = "throughput_" + "_".join(args.envs) + ".json" if subset else "throughput.json"
         command += f"  # tianshou python: {args.tianshou_python}"
-    (RESULTS / name).write_text(json.dumps({"command": command, "results": res}, indent=2) + "\n")
+    record = {"command": command, "provenance": provenance(), "results": res}
+    (RESULTS / name).write_text(json.dumps(record, indent=2) + "\n")
 
 
 def plot_sweep(path: Path = RESULTS / "sweep.json", out: Path | None = None) -> Path:

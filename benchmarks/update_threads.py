@@ -27,6 +27,7 @@ from trustpg import TRPO
 from trustpg.config.presets import preset_overrides
 from trustpg.core import rules as steps
 from trustpg.core.linalg import flat_params, set_flat_params
+from trustpg.io.manifest import provenance
 
 RESULTS = Path(__file__).resolve().parent / "results" / "update_threads.json"
 
@@ -63,7 +64,7 @@ def main() -> None:
           f"ratio 2/1 = {med[2] / med[1]:.2f}")  # fmt: skip
     command = "python benchmarks/update_threads.py " + " ".join(sys.argv[1:])
     record = {"command": command, "env": args.env, "label": args.label, "load_average": os.getloadavg(),
-              "median_ms": med, "ms": times}  # fmt: skip
+              "median_ms": med, "ms": times, "provenance": provenance()}  # fmt: skip
     old = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     RESULTS.write_text(json.dumps([*old, record], indent=2) + "\n")
 

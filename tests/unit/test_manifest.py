@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from trustpg.io.manifest import MANIFEST, code_version, config_hash, consistency, record_session
+from trustpg.io.manifest import MANIFEST, code_version, config_hash, consistency, provenance, record_session
 
 
 def test_config_hash_is_canonical_and_sees_every_field():
@@ -53,3 +53,19 @@ def test_consistency_flags_mixed_code_and_uncommitted_changes():
     assert consistency([*same, {"commit": "b", "dirty": False}]) == {"commit": None, "clean": True}
     assert consistency([{"commit": "a", "dirty": True}]) == {"commit": "a", "clean": False}
     assert consistency([{"commit": None, "dirty": None}]) == {"commit": None, "clean": False}
+
+
+def test_provenance_names_time_code_stack_machine_and_command():
+    p = provenance(["/usr/bin/bench.py", "--label", "idle machine"])
+    assert set(p) == {"started", "commit", "dirty", "software", "machine", "command"}
+    assert p["command"] == "bench.py --label 'idle machine'"  # copyable: quoted as a shell reads it
+    assert {"torch", "numpy"} <= set(p["software"]) and p["machine"]["cores"] >= 1
+
+
+def test_every_benchmark_that_writes_results_records_its_provenance():
+    """A results file without commit, stack and machine cannot be traced (docs/benchmarks.md)."""
+    bench = Path(__file__).resolve().parents[2] / "benchmarks"
+    writers = [f for f in sorted(bench.glob("*.py")) if re.search(r"write_text\(json\.dumps", f.read_text())]
+    assert len(writers) >= 8
+    missing = [f.name for f in writers if not re.search(r"provenance\(\)|record_session", f.read_text())]
+    assert missing == ["suite_index.py"], missing  # the index is built from the runs' own manifests

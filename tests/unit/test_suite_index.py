@@ -9,6 +9,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -97,3 +98,19 @@ def test_rerun_table_finds_where_the_runs_of_a_seed_part(tmp_path):
     assert rerun_table.parting_step(a, b) == 500
     assert rerun_table.parting_step(a, b, tolerance=0.001) == 200
     assert rerun_table.parting_step(a, a) == math.inf
+
+
+def test_intervals_are_the_same_each_time_the_report_is_regenerated():
+    """rliable 1.2 resamples with NumPy's global generator and ignores its random_state; the
+    report seeds it, and leaves the caller's generator as it was."""
+    scores = np.random.default_rng(1).normal(size=(10, 1))
+    np.random.seed(7)
+    first = suite_report.interval(scores, reps=2000)
+    after_first = np.random.rand()
+    np.random.seed(7)
+    np.random.rand()  # a different global state must not change the intervals
+    assert suite_report.interval(scores, reps=2000) == first
+    np.random.seed(7)
+    assert np.random.rand() == after_first  # the caller's stream is untouched by the report
+    lo, hi = first["mean"][1], first["mean"][2]
+    assert lo < scores.mean() < hi

@@ -71,8 +71,9 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def session(config: dict[str, Any], command: list[str] | None = None) -> dict[str, Any]:
-    """One start of training in a run directory: code, stack, machine, command and config hash."""
+def provenance(command: list[str] | None = None) -> dict[str, Any]:
+    """Where a result comes from: time, code (commit, dirty), software stack, machine and the
+    command (``sys.argv`` unless given). Every benchmark record carries it (docs/benchmarks.md)."""
     argv = sys.argv if command is None else command
     return {
         "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -80,8 +81,12 @@ def session(config: dict[str, Any], command: list[str] | None = None) -> dict[st
         "software": software_versions(),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "os": platform.platform()},
         "command": shlex.join([Path(argv[0]).name, *argv[1:]]) if argv else "",
-        "config_hash": config_hash(config),
     }
+
+
+def session(config: dict[str, Any], command: list[str] | None = None) -> dict[str, Any]:
+    """One start of training in a run directory: its provenance and the config's hash."""
+    return {**provenance(command), "config_hash": config_hash(config)}
 
 
 def record_session(run: Path, config: dict[str, Any], command: list[str] | None = None) -> dict[str, Any]:
