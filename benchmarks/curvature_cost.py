@@ -41,9 +41,9 @@ from trustpg.train.build import make_direction, make_rule
 RESULTS = Path(__file__).resolve().parent / "results" / "curvature_cost.json"
 #: The latest entry as the table docs/theory.md §9 copies.
 TABLE = RESULTS.with_suffix(".md")
-#: back end → config overrides; kfac-cg runs fewer CG iterations: its preconditioner does the rest.
+#: back end → config overrides; kfac-cg runs few CG iterations: its preconditioner does the rest.
 BACKENDS: dict[str, dict[str, Any]] = {
-    "cg": {}, "kfac": {}, "kfac-cg": {"cg_iters": 5}, "diagonal": {}, "empirical": {},
+    "cg": {}, "kfac": {}, "kfac-cg": {"pcg_iters": 5}, "diagonal": {}, "empirical": {},
 }  # fmt: skip
 #: CG iterations for the converged reference direction of the efficiency row.
 REFERENCE_ITERS = 200
@@ -143,7 +143,7 @@ def table(entry: dict[str, Any]) -> str:
         "",
         "| env (states, CG iterations) | threads | what | "
         + " | ".join(
-            f"{b} ({o['cg_iters']} iterations)" if "cg_iters" in o else b for b, o in BACKENDS.items()
+            f"{b} ({o['pcg_iters']} iterations)" if "pcg_iters" in o else b for b, o in BACKENDS.items()
         )
         + " |",
         "|---|---|---|" + "---|" * len(BACKENDS),

@@ -282,6 +282,7 @@ def test_kfac_state_is_shared_by_a_rule_with_another_kl_budget():
 
 
 def test_config_chooses_the_back_end_and_the_distance():
+    from trustpg.config.presets import preset_overrides
     from trustpg.config.train_config import TrainConfig
     from trustpg.train.trainer import make_rule
 
@@ -291,10 +292,15 @@ def test_config_chooses_the_back_end_and_the_distance():
     npg = make_rule(TrainConfig(algo="npg", curvature="empirical"))
     assert isinstance(npg, NPG) and isinstance(npg.direction, EmpiricalDirection)
     assert isinstance(make_rule(TrainConfig(curvature="diagonal")).direction, DiagonalDirection)  # type: ignore[attr-defined]
-    pcg = make_rule(TrainConfig(curvature="kfac-cg", cg_iters=4, seed=2)).direction  # type: ignore[attr-defined]
+    pcg = make_rule(TrainConfig(curvature="kfac-cg", pcg_iters=4, seed=2)).direction  # type: ignore[attr-defined]
     assert pcg == KFACPreconditionedCG(KFACDirection(damping=0.1, angle_states=0, seed=2), cg_iters=4)
+    # a preset's cg_iters (25 for HalfCheetah) is plain CG's; kfac-cg keeps its own few iterations
+    preset = preset_overrides("mujoco", "HalfCheetah-v5")
+    hc = TrainConfig(env="HalfCheetah-v5", curvature="kfac-cg", **preset)
+    assert hc.cg_iters == 25 and make_rule(hc).direction.cg_iters == 5  # type: ignore[attr-defined]
     assert isinstance(make_rule(TrainConfig()).direction, NaturalDirection)  # type: ignore[attr-defined]
-    for bad in ({"kfac_decay": 1.0}, {"ng_angle_states": -1}, {"curvature": "lbfgs"}, {"kl": "median"}):
+    for bad in ({"kfac_decay": 1.0}, {"ng_angle_states": -1}, {"curvature": "lbfgs"}, {"kl": "median"},
+                {"pcg_iters": 0}):  # fmt: skip
         with pytest.raises((ValueError, TypeError)):
             TrainConfig(**bad)  # type: ignore[arg-type]
 

@@ -45,7 +45,7 @@ def make_direction(c: TrainConfig) -> Direction:
         return KFACDirection(c.damping, c.kfac_decay, k, angle, seed=c.seed)
     if c.curvature == "kfac-cg":
         kfac = KFACDirection(c.damping, c.kfac_decay, k, angle, seed=c.seed)
-        return KFACPreconditionedCG(kfac, c.cg_iters, c.cg_tol, c.fvp_method)
+        return KFACPreconditionedCG(kfac, c.pcg_iters, c.cg_tol, c.fvp_method)
     if c.curvature == "diagonal":
         return DiagonalDirection(c.damping, k, angle)
     if c.curvature == "empirical":
