@@ -52,3 +52,7 @@ class CriticWorkerError(RuntimeError):
 class RayConnectError(ValueError):
     """No Ray cluster answered at ``ray_address``: bad input, one line and exit status 2 on the
     command line (a ValueError, as the CLI reports those)."""
+
+
+class InterruptedWhileStarting(KeyboardInterrupt):
+    """Ctrl-C before the command was ready: nothing was written (:mod:`trustpg.app.interrupts`)."""

@@ -60,6 +60,7 @@ BAD_API = [
     ("vpg_optimizer", "rmsprop", ValueError, "one of sgd, adam"),
     ("damping", -1e-3, ValueError, ">= 0"),
     ("cg_iters", 0, ValueError, ">= 1"),
+    ("pcg_iters", 0, ValueError, ">= 1"),
     ("cg_tol", -1.0, ValueError, ">= 0"),
     ("fvp_method", "exact", ValueError, "one of analytic, kl_hessian"),
     ("fvp_stride", 0, ValueError, ">= 1"),

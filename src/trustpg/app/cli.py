@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from trustpg.app import interrupts
 from trustpg.app.guard import fail, guarded
 from trustpg.app.train_args import cmd_train, import_env_modules
 from trustpg.config.train_config import MAX_SEED
@@ -52,7 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     if command not in commands:
         return fail(f"unknown command {command!r}; choose from {', '.join(commands)}")
-    return guarded(lambda: commands[command](rest))
+    return guarded(lambda: _ready_after(commands[command](rest)))
+
+
+def _ready_after(status: int) -> int:
+    """A command releases a held Ctrl-C once it is ready (:mod:`trustpg.app.interrupts`); one that
+    ended before that point still reports a Ctrl-C it was given (exit 130)."""
+    interrupts.release()
+    return status
 
 
 def _checkpoint_for(target: Path, which: str) -> Path:
@@ -108,6 +116,7 @@ def cmd_eval(argv: list[str]) -> int:
     if args.video is not None and not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", "egl")  # headless MuJoCo rendering
     agent = Agent.load(_checkpoint_for(args.run, args.checkpoint), **FOR_EVALUATION)
+    interrupts.release()
     mean, std, _ = agent.evaluate(args.episodes, args.deterministic, args.seed, video=args.video,
                                   max_episode_steps=args.max_episode_steps)  # fmt: skip
     if args.video is not None:
@@ -120,6 +129,8 @@ def cmd_eval(argv: list[str]) -> int:
 
 def cmd_plot(argv: list[str]) -> int:
     from trustpg.io.plotting import plot_runs
+
+    interrupts.release()
 
     p = argparse.ArgumentParser(prog="trustpg plot", description="Plot learning curves.")
     p.add_argument("runs", type=Path, nargs="+", help="run directories (holding metrics.csv)")
@@ -135,16 +146,22 @@ def cmd_plot(argv: list[str]) -> int:
 def cmd_compare(argv: list[str]) -> int:
     from trustpg.app.compare import compare_main
 
+    interrupts.release()
+
     return compare_main(argv)
 
 
 def cmd_tune(argv: list[str]) -> int:
     from trustpg.app.tune import tune_main
 
+    interrupts.release()
+
     return tune_main(argv)
 
 
 def cmd_experiment(argv: list[str]) -> int:
     from trustpg.experiments import run_experiment
+
+    interrupts.release()
 
     return run_experiment(argv)

@@ -13,7 +13,14 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-from trustpg.errors import CheckpointError, EnvFault, MissingExtra, TrainingFault, UserError
+from trustpg.errors import (
+    CheckpointError,
+    EnvFault,
+    InterruptedWhileStarting,
+    MissingExtra,
+    TrainingFault,
+    UserError,
+)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -37,6 +44,9 @@ def guarded(call: Callable[[], int]) -> int:
     except (EnvFault, TrainingFault) as e:
         print(f"trustpg: stopped: {e}", file=sys.stderr)
         return 1
+    except InterruptedWhileStarting:
+        print("trustpg: interrupted while starting; nothing was written", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:  # before training started, or a second Ctrl-C during it
         print("trustpg: interrupted; every checkpoint written so far is intact", file=sys.stderr)
         return 130

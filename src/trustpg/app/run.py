@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from trustpg.app import interrupts
 from trustpg.config.train_config import TrainConfig
 from trustpg.errors import EnvFault, TrainingFault, UserError
 from trustpg.io.checkpoint import load_checkpoint
@@ -114,6 +115,7 @@ def train_in_dir(config: TrainConfig, resume: Path | None) -> int:
 
         check_ray_address(config.ray_address)
     agent = None if resume is not None else Agent(config)  # validates env and sizes, writes nothing
+    interrupts.release()  # a Ctrl-C while starting stops here, before the lock file is written
     with locked(run):
         if resume is not None:
             changed = check_resume(run, saved_config(run), config)

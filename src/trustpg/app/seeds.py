@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from trustpg.app import interrupts
 from trustpg.app.guard import OneLineParser
 from trustpg.app.train_args import parse_train_args
 from trustpg.app.workers import Pool, overall_status
@@ -101,6 +102,7 @@ def train_seeds(argv: list[str]) -> int:
     failing run's status."""
     configs, jobs = plan_seeds(argv)
     check_targets(configs)
+    interrupts.release()  # a Ctrl-C while starting stops here, before any worker starts
     from trustpg.app.compare import finished, last_steps, summary_table
 
     runs = [run_dir(c) for c in configs]
