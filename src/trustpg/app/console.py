@@ -17,8 +17,8 @@ def main() -> int:
     except KeyboardInterrupt:  # a second Ctrl-C while importing
         print("trustpg: interrupted while starting; nothing was written", file=sys.stderr)
         sys.stderr.flush()
-        # Not ``return 130``: a Ctrl-C that lands in code the interpreter runs for a C extension
-        # marks the process as killed by SIGINT whatever we return (CPython 3.11), and the exit
-        # status would be -SIGINT. Nothing was started or written yet, so skip the teardown.
+        # Not ``return 130``: CPython (3.11) can record a KeyboardInterrupt raised during imports
+        # as unhandled even once caught, and the exit status would be -SIGINT. Nothing was
+        # started or written yet, so skip the teardown.
         os._exit(130)
     return cli_main()

@@ -4,9 +4,10 @@ Python turns SIGINT into KeyboardInterrupt at whatever bytecode runs when it arr
 and gymnasium import and the envs are built, that bytecode can be a finalizer or a weakref
 callback (Python prints "Exception ignored" and the Ctrl-C is lost: the run trains on), the middle
 of a module's import (NumPy left half-initialised: the run crashes later with ``module 'numpy' has
-no attribute 'matrix'``), or code the interpreter runs for a C extension (the process then exits
-by SIGINT whatever status the command returned). All three were seen with ``python -m trustpg
-train`` and a Ctrl-C 0.8-2.7 s after the start.
+no attribute 'matrix'``), or a point after which the process exits by SIGINT (status -2) whatever
+status the command returned (CPython records some KeyboardInterrupts as unhandled even when they
+were caught; which point does it was not pinned down). All three were seen with ``python -m
+trustpg train`` and a Ctrl-C 0.8-2.7 s after the start.
 
 So from the first line of the entry point (:mod:`trustpg.app.console`) until the command has
 imported what it needs and checked its input (:func:`release`), a first SIGINT is only noted;
