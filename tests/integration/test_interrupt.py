@@ -116,7 +116,7 @@ def test_second_ctrl_c_aborts_at_once_cleanly_and_keeps_the_last_checkpoint(tmp_
 @pytest.mark.parametrize("delay", [0.3, 0.9, 1.5, 2.2])
 def test_ctrl_c_while_starting_is_clean(tmp_path, delay):
     """At several points of the start (imports, building the envs) or, on a fast machine, of the
-    first updates. Before Ctrl-C was held while starting, 6 of 30 such Ctrl-Cs (0.3-3.2 s) went
+    first updates. Before Ctrl-C was held while starting, 11 of 63 such Ctrl-Cs (0.3-3.0 s) went
     wrong: exit status -SIGINT, a crash (NumPy half-imported), a Ctrl-C lost (the run went on)."""
     run = tmp_path / "run"
     proc = _start(run, "--steps", "100000")

@@ -7,7 +7,7 @@ of a module's import (NumPy left half-initialised: the run crashes later with ``
 no attribute 'matrix'``), or a point after which the process exits by SIGINT (status -2) whatever
 status the command returned (CPython records some KeyboardInterrupts as unhandled even when they
 were caught; which point does it was not pinned down). All three were seen with ``python -m
-trustpg train`` and a Ctrl-C 0.8-2.7 s after the start.
+trustpg train`` and a Ctrl-C 0.8-3.0 s after the start.
 
 So from the first line of the entry point (:mod:`trustpg.app.console`) until the command has
 imported what it needs and checked its input (:func:`release`), a first SIGINT is only noted;
