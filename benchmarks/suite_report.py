@@ -38,6 +38,16 @@ TARGETS: dict[str, tuple[float, str]] = {
     # the best point of the 10-seed mean curve in 1M steps, examples/mujoco/README.md @1da9b86)
     "Reacher-v5": (-4.82, "OpenAI Baselines trpo_mpi −4.82 (v2; Tianshou TRPO best point −5.1)"),
 }
+#: Envs of the suite with no published TRPO number found, and what was searched (issue 23 asks
+#: for the best one found, cited). Their rows have no target; the note says why.
+NO_TARGET: dict[str, str] = {
+    "Pusher-v5": "RL Zoo has no TRPO settings or agent for it (hyperparams/trpo.yml); Tianshou's "
+    "MuJoCo benchmark covers 9 of the 13 envs, not this one; OpenAI Baselines' 1M-step table "
+    "neither. Published numbers for other algorithms, one seed each on Pusher-v4: CleanRL DDPG "
+    "−30.52 ± 2.85, SB3 A2C −42.25 ± 2.95 (Hugging Face model cards)",
+    "HumanoidStandup-v5": "not in RL Zoo's TRPO settings, Tianshou's MuJoCo benchmark or OpenAI "
+    "Baselines' 1M-step table",
+}
 #: The suite this report is about.
 SUITE = "mujoco-v5"
 MARK = re.compile(r"(<!-- suite:start[^\n]*-->\n)(.*?)(<!-- suite:end -->)", re.S)
@@ -93,6 +103,13 @@ def _n(x: float) -> str:
     return f"{x:,.0f}" if abs(x) >= 20 or math.isnan(x) else f"{x:,.2f}"
 
 
+def _target(env: str, target: float) -> str:
+    """The target cell: the number, "none found" (NO_TARGET, said below the table) or "–"."""
+    if not math.isnan(target):
+        return _n(target)
+    return "none found" if env in NO_TARGET else "–"
+
+
 def _fmt(p: tuple[float, float, float]) -> str:
     return f"{_n(p[0])} [{_n(p[1])}, {_n(p[2])}]"
 
@@ -121,7 +138,7 @@ def tables(groups: dict[tuple[str, str, str], list[dict[str, Any]]], reps: int) 
         lines.append(
             f"| {suite} | {env} | {algo} | `{runs[0]['commit'][:12]}` | {len(runs)} "
             f"| {_n(final.mean())} ± {_n(final.std())} | {_fmt(ci['mean'])} | {_fmt(ci['iqm'])} "
-            f"| {_half(runs, 0, 4)} | {_half(runs, 5, 9)} | {_n(target)}{met} | {auc} "
+            f"| {_half(runs, 0, 4)} | {_half(runs, 5, 9)} | {_target(env, target)}{met} | {auc} "
             f"| {sps:,.0f} | {wall:.1f} |"
         )
         per_seed = ", ".join(f"s{r['seed']}: {_n(r['eval_mean'])}" for r in runs)
@@ -239,6 +256,9 @@ def write_report(runs: Path, docs: Path, reps: int) -> None:
         *tables(groups, reps),
         "",
         "Targets: " + "; ".join(f"{env} {_n(t)} ({src})" for env, (t, src) in TARGETS.items()) + ".",
+        "No published TRPO number found: "
+        + "; ".join(f"{env}: {why}" for env, why in NO_TARGET.items())
+        + ".",
         "",
         "![curves](figures/suite_curves.png)",
         "",

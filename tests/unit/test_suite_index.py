@@ -114,3 +114,10 @@ def test_intervals_are_the_same_each_time_the_report_is_regenerated():
     assert np.random.rand() == after_first  # the caller's stream is untouched by the report
     lo, hi = first["mean"][1], first["mean"][2]
     assert lo < scores.mean() < hi
+
+
+def test_target_cell_says_when_no_published_number_was_found():
+    assert suite_report._target("Hopper-v5", suite_report.TARGETS["Hopper-v5"][0]) == "3,740"
+    assert suite_report._target("Pusher-v5", math.nan) == "none found"
+    assert suite_report._target("Made-up-v0", math.nan) == "–"
+    assert not set(suite_report.NO_TARGET) & set(suite_report.TARGETS)
