@@ -99,8 +99,11 @@ def headline_groups(index: list[dict[str, Any]]) -> dict[tuple[str, str, str], l
 
 
 def _n(x: float) -> str:
-    """A return as the table shows it: whole numbers, two decimals for small ones (Reacher ≈ −4)."""
-    return f"{x:,.0f}" if abs(x) >= 20 or math.isnan(x) else f"{x:,.2f}"
+    """A return as the table shows it: whole numbers from 100, one decimal below (Pusher ≈ −27),
+    two below 20 (Reacher ≈ −4)."""
+    if abs(x) >= 100 or math.isnan(x):
+        return f"{x:,.0f}"
+    return f"{x:,.1f}" if abs(x) >= 20 else f"{x:,.2f}"
 
 
 def _target(env: str, target: float) -> str:
