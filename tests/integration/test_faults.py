@@ -4,9 +4,11 @@ lists which guarantee each test proves."""
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -223,15 +225,13 @@ def test_writer_crashing_mid_write_leaves_previous_checkpoint(tmp_path, monkeypa
     agent, path, saved = _trained(tmp_path)
     agent.learn(64)
     assert not torch.equal(_params(agent), saved)
-    real = ckpt_mod.save_file
 
-    def half_then_crash(tensors, filename, metadata=None):
-        real(tensors, filename, metadata=metadata)
-        data = Path(filename).read_bytes()
-        Path(filename).write_bytes(data[: len(data) // 2])
-        raise OSError(28, "No space left on device")
+    class HalfThenFull(io.FileIO):  # the disk fills up half-way through the checkpoint
+        def write(self, data):  # type: ignore[override]
+            super().write(bytes(data)[: len(data) // 2])
+            raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ckpt_mod, "save_file", half_then_crash)
+    monkeypatch.setattr(ckpt_mod, "open", lambda path, mode: HalfThenFull(path, mode), raising=False)
     with pytest.raises(OSError, match="No space left"):
         agent.save(tmp_path / "last")
     assert torch.equal(_params(Agent.load(path)), saved)
@@ -372,7 +372,9 @@ def test_kill_9_at_random_moments_leaves_a_loadable_checkpoint_and_resume_works(
     updates = [int(r["update"]) for r in read_metrics(run / "metrics.csv")]
     assert updates == list(range(1, target // 128 + 1))
     leftovers = [p.name for p in (run / "checkpoints").iterdir() if p.name != "last.safetensors"]
-    assert all(".tmp-" in name for name in leftovers)  # a write cut short by kill -9, never read
+    # Only our own temporary files of writes cut short by kill -9 (never read), no other litter:
+    # safetensors 0.8's save_file left ".tmpXXXXXX" files (a CI run on record).
+    assert all(re.fullmatch(r"\.last\.safetensors\.tmp-\d+", name) for name in leftovers), leftovers
 
 
 @pytest.mark.parametrize("first_bytes", [b"\x80", b"PK"])

@@ -6,19 +6,23 @@ run directory (a lock)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import gymnasium as gym
 import pytest
 import torch
 from _runs import as_from_a_terminal
 from _runs import rows as _rows
 from _runs import wait_for as _wait_for
 
+from trustpg.envs.source import EnvSource
 from trustpg.io.checkpoint import load_checkpoint
 from trustpg.io.logger import read_metrics
 from trustpg.io.record import TIMING_COLUMNS
@@ -228,3 +232,54 @@ def test_sigterm_still_stops_a_run_that_ignores_sigint(tmp_path):
     assert proc.returncode == 0, err
     assert "interrupted at" in out and "Traceback" not in err, (out, err)
     assert (run / "checkpoints" / "last.safetensors").exists()
+
+
+def _slow_cartpole() -> gym.Env:
+    time.sleep(0.5)  # an env that takes a while to build (MuJoCo, a user's factory)
+    return gym.make("CartPole-v1")
+
+
+def _children() -> set[int]:
+    tasks = Path(f"/proc/{os.getpid()}/task").glob("*/children")
+    return {int(pid) for f in tasks for pid in f.read_text().split()}
+
+
+def _sigint_state(pid: int) -> tuple[bool, bool]:
+    """(ignored, blocked) for SIGINT in process ``pid``, from /proc (Linux)."""
+    fields = dict(line.split(":\t") for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    bit = 1 << (signal.SIGINT - 1)
+    return bool(int(fields["SigIgn"], 16) & bit), bool(int(fields["SigBlk"], 16) & bit)
+
+
+@pytest.mark.skipif(not list(Path("/proc/self/task").glob("*/children")), reason="needs /proc children")
+@pytest.mark.parametrize("env", ["CartPole-v1", _slow_cartpole], ids=["env-id", "factory"])
+def test_ctrl_c_while_async_workers_build_their_envs_leaves_them_running(env):
+    """A terminal's Ctrl-C reaches the async env workers too, possibly while they still build their
+    envs (the vector env waits for them before it returns); they died of it there (a
+    KeyboardInterrupt traceback, then a broken vector env). They start with SIGINT blocked and
+    ignore it before (factory) or right after (env id) making the env: the trainer alone decides
+    when they end. Here every child gets a SIGINT every 5 ms while the vector env is made."""
+    done = threading.Event()
+
+    def ctrl_c_at_children() -> None:
+        while not done.is_set():
+            for pid in _children():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGINT)
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=ctrl_c_at_children)
+    thread.start()
+    try:
+        vec = EnvSource(env).make_vec(2, "async")
+    finally:
+        done.set()
+        thread.join()
+    try:
+        vec.reset(seed=0)
+        for _ in range(3):
+            vec.step(vec.action_space.sample())
+        assert [_sigint_state(p.pid) for p in vec.processes] == [(True, False)] * 2
+        assert all(p.is_alive() for p in vec.processes)
+    finally:
+        vec.close()

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -293,3 +294,30 @@ def test_job_fits_in_the_pipe_so_submit_does_not_wait_for_the_child() -> None:
     # The child runs OpenBLAS on one thread, this process on as many as it likes: the sums in the
     # matrix products are grouped differently, so the same fit agrees to float32 rounding only.
     np.testing.assert_allclose(reply["params"], want["params"], rtol=1e-4, atol=1e-6)
+
+
+def test_ctrl_c_while_the_worker_starts_leaves_it_running(capfd, caplog) -> None:
+    """A terminal's Ctrl-C can reach the worker while its interpreter still starts (importing
+    ``site``, NumPy): it was seen to die there ("Fatal Python error: init_import_site", a
+    KeyboardInterrupt traceback). The worker starts with SIGINT blocked, then ignores it: only its
+    parent ends it. SIGINTs sent over its first 0.4 s and after its first fit change nothing."""
+    fitter, _ = _fitter()
+    try:
+        fitter.prepare()
+        assert fitter._worker is not None and fitter._worker.pid is not None
+        pid = fitter._worker.pid
+        for _ in range(20):
+            os.kill(pid, signal.SIGINT)
+            time.sleep(0.02)
+        obs, ret = _data()
+        fitter.start(obs, ret)
+        fitter.finish()
+        os.kill(pid, signal.SIGINT)
+        fitter.start(obs, ret)
+        fitter.finish()
+        assert fitter._worker.pid == pid and "in this process instead" not in caplog.text
+        err = capfd.readouterr().err
+        assert "KeyboardInterrupt" not in err and "Traceback" not in err, err
+        assert all(math.isfinite(x) for x in fitter.take_losses())
+    finally:
+        fitter.close()

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from trustpg.accel.children import sigint_blocked
 from trustpg.core.optim import Adam
 from trustpg.errors import CriticWorkerError
 from trustpg.nets.policies import MLPSpec
@@ -125,10 +126,13 @@ class CriticProcess:
             # Its own process group: a terminal's Ctrl-C signals the whole foreground group, and
             # the child must live on so the parent can finish the update and checkpoint exactly.
             # The child still ends with the parent: EOF on its stdin.
-            self._proc = subprocess.Popen(
-                [sys.executable, "-u", "-m", "trustpg.accel.critic_worker"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, process_group=0,
-            )  # fmt: skip
+            # And SIGINT blocked until it ignores it: a group's Ctrl-C while it starts stays
+            # pending instead of killing its interpreter half-started (accel.children).
+            with sigint_blocked():
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-u", "-m", "trustpg.accel.critic_worker"],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, process_group=0,
+                )  # fmt: skip
         except OSError as e:
             raise CriticWorkerError(f"could not start the critic worker: {e}") from e
         self.pid = self._proc.pid

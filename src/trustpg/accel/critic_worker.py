@@ -32,6 +32,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 from trustpg.accel import np_mlp  # noqa: E402
+from trustpg.accel.children import leave_sigint_to_parent  # noqa: E402
 
 
 def fit(job: dict[str, Any]) -> dict[str, Any]:
@@ -87,6 +88,7 @@ def _loss(layers: list[np_mlp.Layer], act: str, alpha: float, obs: np.ndarray, r
 
 
 def main() -> None:
+    leave_sigint_to_parent()  # the parent ends us (EOF on stdin), not a terminal's Ctrl-C
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     while True:
         try:

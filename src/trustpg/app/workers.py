@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any
 
+from trustpg.accel.children import sigint_blocked
+
 Job = tuple[Callable[..., int], tuple[Any, ...]]
 INTERRUPTED = 130
 
@@ -84,11 +86,8 @@ class Pool:
         fn, args = self.jobs[i]
         ready = ctx.Event()
         p = ctx.Process(target=_worker, args=(ready, fn, args), daemon=False)
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
+        with sigint_blocked():
             p.start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         self._unsent[i] = 0
         self._running[i] = (p, ready)
 

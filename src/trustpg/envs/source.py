@@ -17,7 +17,6 @@ import copy
 import difflib
 import multiprocessing
 import shutil
-import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 from gymnasium.wrappers import FlattenObservation
 from gymnasium.wrappers.vector import FlattenObservation as VecFlattenObservation
 
+from trustpg.accel.children import leave_sigint_to_parent, sigint_blocked
 from trustpg.envs.images import make_kwargs, register_known, standard_wrappers
 from trustpg.envs.masking import FlattenWithMask, flatten_with_mask, has_mask_key
 
@@ -201,20 +201,22 @@ class EnvSource:
             from trustpg.envs.envpool_backend import EnvPoolVectorEnv
 
             return EnvPoolVectorEnv(self._id, num_envs, self.env_kwargs)
-        # Async workers are made in their subprocesses: there they leave a terminal's Ctrl-C
-        # (sent to the whole process group) to the trainer, which stops cleanly and closes them.
-        shield = [ignore_terminal_interrupt] if vectorization == "async" else []
-        wrappers: list[Callable[[gym.Env], gym.Env]] = [
-            *standard_wrappers(self._id),
-            flatten_if_needed,
-            *shield,
-        ]
+        if vectorization != "async":
+            return self._make_vec(num_envs, vectorization)
+        # Async workers leave a terminal's Ctrl-C (sent to the whole process group) to the
+        # trainer, which stops cleanly and closes them: they start with SIGINT blocked and
+        # ignore it before they build their env (accel.children).
+        with sigint_blocked():
+            return self._make_vec(num_envs, vectorization)
+
+    def _make_vec(self, num_envs: int, vectorization: str) -> gym.vector.VectorEnv:
         if self._id is not None:
+            shield = [ignore_terminal_interrupt] if vectorization == "async" else []
             return gym.make_vec(
                 self._id, num_envs=num_envs, vectorization_mode=vectorization,
                 vector_kwargs={"autoreset_mode": SAME_STEP},
                 # Gymnasium annotates wrappers as returning a Wrapper; it only needs an Env (env = w(env)).
-                wrappers=wrappers,  # type: ignore[arg-type]
+                wrappers=[*standard_wrappers(self._id), flatten_if_needed, *shield],  # type: ignore[list-item]
                 **make_kwargs(self._id, self.env_kwargs),
             )  # fmt: skip
         fns = [self._env_fn(i) for i in range(num_envs)]
@@ -259,14 +261,20 @@ class EnvSource:
 def ignore_terminal_interrupt(env: gym.Env) -> gym.Env:
     """Ignore SIGINT if this is an async env worker process; returns ``env`` unchanged. The
     trainer owns Ctrl-C: it finishes its update, checkpoints and closes the workers. (The vector
-    env also makes one env in the trainer's own process to read the spaces: left alone.)"""
+    env also makes one env in the trainer's own process to read the spaces: left alone.) An env
+    made from an id gets this as its last wrapper; until then the worker has SIGINT blocked."""
     if multiprocessing.parent_process() is not None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        leave_sigint_to_parent()
     return env
 
 
 def _shielded(fn: Callable[[], gym.Env]) -> Callable[[], gym.Env]:
-    return lambda: ignore_terminal_interrupt(fn())
+    def make() -> gym.Env:
+        if multiprocessing.parent_process() is not None:
+            leave_sigint_to_parent()  # before the user's factory runs: it may take a while
+        return fn()
+
+    return make
 
 
 def flatten_obs(space: gym.Space, obs: Any) -> np.ndarray:

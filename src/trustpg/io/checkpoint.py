@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load, save_file
+from safetensors.torch import load, save
 from torch import Tensor
 
 from trustpg.errors import CheckpointError
@@ -69,8 +69,12 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, Tensor], meta: d
     header = json.dumps({"format_version": FORMAT_VERSION, **meta})
     metadata = {"trustpg": header, _SHA_KEY: checksum(header, contiguous)}
     try:
-        save_file(contiguous, str(tmp), metadata=metadata)
-        with open(tmp, "rb") as f:
+        # Bytes, written here: safetensors' own save_file (0.8) goes through a temporary file of
+        # its own (".tmpXXXXXX"), which a crash would leave behind under a name not ours.
+        data = save(contiguous, metadata=metadata)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
         dir_fd = os.open(target.parent, os.O_RDONLY)
