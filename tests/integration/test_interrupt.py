@@ -21,6 +21,7 @@ import torch
 from _runs import as_from_a_terminal
 from _runs import rows as _rows
 from _runs import wait_for as _wait_for
+from gymnasium.envs.classic_control import CartPoleEnv
 
 from trustpg.envs.source import EnvSource
 from trustpg.io.checkpoint import load_checkpoint
@@ -236,7 +237,11 @@ def test_sigterm_still_stops_a_run_that_ignores_sigint(tmp_path):
 
 def _slow_cartpole() -> gym.Env:
     time.sleep(0.5)  # an env that takes a while to build (MuJoCo, a user's factory)
-    return gym.make("CartPole-v1")
+    return CartPoleEnv()
+
+
+SLOW_ID = "trustpg_test/SlowToBuildCartPole-v0"
+gym.register(id=SLOW_ID, entry_point=_slow_cartpole, max_episode_steps=500)
 
 
 def _children() -> set[int]:
@@ -252,7 +257,7 @@ def _sigint_state(pid: int) -> tuple[bool, bool]:
 
 
 @pytest.mark.skipif(not list(Path("/proc/self/task").glob("*/children")), reason="needs /proc children")
-@pytest.mark.parametrize("env", ["CartPole-v1", _slow_cartpole], ids=["env-id", "factory"])
+@pytest.mark.parametrize("env", [SLOW_ID, _slow_cartpole], ids=["env-id", "factory"])
 def test_ctrl_c_while_async_workers_build_their_envs_leaves_them_running(env):
     """A terminal's Ctrl-C reaches the async env workers too, possibly while they still build their
     envs (the vector env waits for them before it returns); they died of it there (a
