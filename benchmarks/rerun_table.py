@@ -3,6 +3,8 @@
     python benchmarks/rerun_table.py bench-runs/rerun-52a98d3 bench-runs/mujoco Hopper-v5 HalfCheetah-v5
     python benchmarks/rerun_table.py bench-runs/mujoco-v5/3112b059d0db bench-runs/mujoco Walker2d-v5 \
         --rerun-variant preset
+    python benchmarks/rerun_table.py bench-runs/mujoco-v5/d319f7522c85 bench-runs/mujoco-v5/3112b059d0db \
+        Hopper-v5 --algo npg --before-algo trpo --rerun-variant preset --before-variant preset
 
 Reads ``<root>/<env>/<algo>[/<variant>]/s<seed>/summary.json`` (eval_mean) of both roots; prints one
 row per env with the seeds both have, the mean ± std of each, whether the rerun's mean lies within
@@ -11,6 +13,10 @@ and where the two runs of one seed part: the env step at which their training re
 by more than 1 % (median and range over seeds). Runs of the same config whose code differs only in
 floating-point rounding agree at first and part within a few updates; from there on each seed is
 an independent draw, so a difference in means is judged against the spread, not seed by seed.
+
+``--before-algo`` compares two algorithms seed by seed (NPG against TRPO: the same step
+β = sqrt(2δ/g̃ᵀFg̃), TRPO adding a line search); the last column counts, per seed, the updates of
+the earlier runs whose line search backtracked (``backtracks`` > 0; "–" without that column).
 """
 
 from __future__ import annotations
@@ -46,22 +52,35 @@ def parting_step(a: Path, b: Path, tolerance: float = 0.01) -> float:
     return math.inf
 
 
+def backtracking_updates(run: Path) -> float:
+    """Updates of ``run`` whose line search backtracked at least once (nan without the column)."""
+    counts = [r.get("backtracks", math.nan) for r in read_rows(run)]
+    return math.nan if all(math.isnan(c) for c in counts) else float(sum(c > 0 for c in counts))
+
+
+def _steps(x: float) -> str:
+    return "never" if math.isinf(x) else f"{x:,.0f}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("rerun", type=Path)
     p.add_argument("before", type=Path)
     p.add_argument("envs", nargs="+")
     p.add_argument("--algo", default="trpo")
+    p.add_argument("--before-algo", default=None, help="the earlier runs' algo (default: --algo)")
     p.add_argument("--rerun-variant", default="", help="variant directory under <algo> (e.g. preset)")
     p.add_argument("--before-variant", default="")
     args = p.parse_args()
     from scipy import stats  # with the bench extra (rliable)
 
     head = "| env | seeds | before (per seed) | rerun (per seed) | before mean ± std | rerun mean ± std"
-    print(head + " | within | Welch p | runs of a seed part at (median, range) |\n" + "|---" * 9 + "|")
+    tail = " | within | Welch p | runs of a seed part at (median, range)"
+    tail += " | backtracking updates (before, per seed) |"
+    print(head + tail + "\n" + "|---" * 10 + "|")
     for env in args.envs:
         new_dir = args.rerun / env / args.algo / args.rerun_variant
-        old_dir = args.before / env / args.algo / args.before_variant
+        old_dir = args.before / env / (args.before_algo or args.algo) / args.before_variant
         new, old = finals(new_dir), finals(old_dir)
         seeds = sorted(set(new) & set(old))
         if not seeds:
@@ -71,11 +90,14 @@ def main() -> None:
         within = abs(statistics.mean(b) - statistics.mean(a)) <= sd
         welch = stats.ttest_ind(a, b, equal_var=False).pvalue if len(seeds) > 1 else math.nan
         parts = sorted(parting_step(old_dir / f"s{s}", new_dir / f"s{s}") for s in seeds)
+        backtracking = [backtracking_updates(old_dir / f"s{s}") for s in seeds]
+        bt = "–" if all(math.isnan(c) for c in backtracking) else " / ".join(f"{c:.0f}" for c in backtracking)
         print(
             f"| {env} | {','.join(map(str, seeds))} | {' / '.join(f'{x:,.0f}' for x in a)} | "
             f"{' / '.join(f'{x:,.0f}' for x in b)} | {statistics.mean(a):,.0f} ± {sd:,.0f} | "
             f"{statistics.mean(b):,.0f} ± {statistics.pstdev(b):,.0f} | {'yes' if within else 'no'} | "
-            f"{welch:.2f} | {statistics.median(parts):,.0f} ({parts[0]:,.0f}–{parts[-1]:,.0f}) |"
+            f"{welch:.2f} | {_steps(statistics.median(parts))} ({_steps(parts[0])}–{_steps(parts[-1])}) | "
+            f"{bt} |"
         )
 
 

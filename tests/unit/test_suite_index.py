@@ -100,6 +100,18 @@ def test_rerun_table_finds_where_the_runs_of_a_seed_part(tmp_path):
     assert rerun_table.parting_step(a, a) == math.inf
 
 
+def test_rerun_table_counts_the_updates_whose_line_search_backtracked(tmp_path):
+    import rerun_table
+
+    (tmp_path / "trpo").mkdir()
+    rows = "".join(f"{i + 1},{100 * (i + 1)},1.0,{k}\n" for i, k in enumerate(["0", "2", "", "1", "0"]))
+    (tmp_path / "trpo" / "metrics.csv").write_text("update,env_steps,mean_return,backtracks\n" + rows)
+    assert rerun_table.backtracking_updates(tmp_path / "trpo") == 2
+    (tmp_path / "npg").mkdir()  # a log without backtrack counts (empty cells)
+    (tmp_path / "npg" / "metrics.csv").write_text("update,env_steps,mean_return,backtracks\n1,100,1.0,\n")
+    assert math.isnan(rerun_table.backtracking_updates(tmp_path / "npg"))
+
+
 def test_intervals_are_the_same_each_time_the_report_is_regenerated():
     """rliable 1.2 resamples with NumPy's global generator and ignores its random_state; the
     report seeds it, and leaves the caller's generator as it was."""
