@@ -16,7 +16,8 @@ an independent draw, so a difference in means is judged against the spread, not 
 
 ``--before-algo`` compares two algorithms seed by seed (NPG against TRPO: the same step
 β = sqrt(2δ/g̃ᵀFg̃), TRPO adding a line search); the last column counts, per seed, the updates of
-the earlier runs whose line search backtracked (``backtracks`` > 0; "–" without that column).
+the earlier runs whose line search backtracked (``backtracks`` > 0; "–" without that column) and,
+in brackets, the env step of the first of them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import statistics
 from pathlib import Path
 
 from suite_index import curve, read_rows  # type: ignore[import-not-found]  # benchmarks/
+from suite_index import fmt_return as _n  # type: ignore[import-not-found]
 
 
 def finals(root: Path) -> dict[int, float]:
@@ -52,10 +54,15 @@ def parting_step(a: Path, b: Path, tolerance: float = 0.01) -> float:
     return math.inf
 
 
-def backtracking_updates(run: Path) -> float:
-    """Updates of ``run`` whose line search backtracked at least once (nan without the column)."""
-    counts = [r.get("backtracks", math.nan) for r in read_rows(run)]
-    return math.nan if all(math.isnan(c) for c in counts) else float(sum(c > 0 for c in counts))
+def backtracking_updates(run: Path) -> tuple[float, float]:
+    """(updates of ``run`` whose line search backtracked at least once, env step of the first of
+    them: inf if none); (nan, nan) without the column."""
+    rows = read_rows(run)
+    counts = [r.get("backtracks", math.nan) for r in rows]
+    if all(math.isnan(c) for c in counts):
+        return math.nan, math.nan
+    first = next((r["env_steps"] for r, c in zip(rows, counts) if c > 0), math.inf)
+    return float(sum(c > 0 for c in counts)), first
 
 
 def _steps(x: float) -> str:
@@ -76,7 +83,7 @@ def main() -> None:
 
     head = "| env | seeds | before (per seed) | rerun (per seed) | before mean ± std | rerun mean ± std"
     tail = " | within | Welch p | runs of a seed part at (median, range)"
-    tail += " | backtracking updates (before, per seed) |"
+    tail += " | backtracking updates (before, per seed; the first at env step) |"
     print(head + tail + "\n" + "|---" * 10 + "|")
     for env in args.envs:
         new_dir = args.rerun / env / args.algo / args.rerun_variant
@@ -91,11 +98,12 @@ def main() -> None:
         welch = stats.ttest_ind(a, b, equal_var=False).pvalue if len(seeds) > 1 else math.nan
         parts = sorted(parting_step(old_dir / f"s{s}", new_dir / f"s{s}") for s in seeds)
         backtracking = [backtracking_updates(old_dir / f"s{s}") for s in seeds]
-        bt = "–" if all(math.isnan(c) for c in backtracking) else " / ".join(f"{c:.0f}" for c in backtracking)
+        bt = " / ".join("–" if math.isnan(c) else f"{c:.0f}" + ("" if c == 0 else f" ({x:,.0f})")
+                        for c, x in backtracking)  # fmt: skip
         print(
-            f"| {env} | {','.join(map(str, seeds))} | {' / '.join(f'{x:,.0f}' for x in a)} | "
-            f"{' / '.join(f'{x:,.0f}' for x in b)} | {statistics.mean(a):,.0f} ± {sd:,.0f} | "
-            f"{statistics.mean(b):,.0f} ± {statistics.pstdev(b):,.0f} | {'yes' if within else 'no'} | "
+            f"| {env} | {','.join(map(str, seeds))} | {' / '.join(_n(x) for x in a)} | "
+            f"{' / '.join(_n(x) for x in b)} | {_n(statistics.mean(a))} ± {_n(sd)} | "
+            f"{_n(statistics.mean(b))} ± {_n(statistics.pstdev(b))} | {'yes' if within else 'no'} | "
             f"{welch:.2f} | {_steps(statistics.median(parts))} ({_steps(parts[0])}–{_steps(parts[-1])}) | "
             f"{bt} |"
         )

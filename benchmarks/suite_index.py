@@ -20,6 +20,14 @@ from typing import Any
 INDEX = "index.json"
 
 
+def fmt_return(x: float) -> str:
+    """A return as the tables show it: whole numbers from 100, one decimal below (Pusher ≈ −27),
+    two below 20 (Reacher ≈ −4)."""
+    if abs(x) >= 100 or math.isnan(x):
+        return f"{x:,.0f}"
+    return f"{x:,.1f}" if abs(x) >= 20 else f"{x:,.2f}"
+
+
 def read_rows(run: Path) -> list[dict[str, float]]:
     """metrics.csv or metrics.csv.gz as numbers (empty or text cells become nan)."""
     plain, packed = run / "metrics.csv", run / "metrics.csv.gz"

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from suite_index import fmt_return as _n  # type: ignore[import-not-found]  # benchmarks/
 
 #: Issue 23's targets: TRPO at 1M steps, mean over ten seeds, and where each comes from.
 TARGETS: dict[str, tuple[float, str]] = {
@@ -96,14 +97,6 @@ def headline_groups(index: list[dict[str, Any]]) -> dict[tuple[str, str, str], l
         best = max(commits.values(), key=lambda runs: (len(runs), max(r["started"] or "" for r in runs)))
         out[key] = sorted(best, key=lambda r: r["seed"])
     return out
-
-
-def _n(x: float) -> str:
-    """A return as the table shows it: whole numbers from 100, one decimal below (Pusher ≈ −27),
-    two below 20 (Reacher ≈ −4)."""
-    if abs(x) >= 100 or math.isnan(x):
-        return f"{x:,.0f}"
-    return f"{x:,.1f}" if abs(x) >= 20 else f"{x:,.2f}"
 
 
 def _target(env: str, target: float) -> str:

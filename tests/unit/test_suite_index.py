@@ -106,10 +106,10 @@ def test_rerun_table_counts_the_updates_whose_line_search_backtracked(tmp_path):
     (tmp_path / "trpo").mkdir()
     rows = "".join(f"{i + 1},{100 * (i + 1)},1.0,{k}\n" for i, k in enumerate(["0", "2", "", "1", "0"]))
     (tmp_path / "trpo" / "metrics.csv").write_text("update,env_steps,mean_return,backtracks\n" + rows)
-    assert rerun_table.backtracking_updates(tmp_path / "trpo") == 2
+    assert rerun_table.backtracking_updates(tmp_path / "trpo") == (2, 200)
     (tmp_path / "npg").mkdir()  # a log without backtrack counts (empty cells)
     (tmp_path / "npg" / "metrics.csv").write_text("update,env_steps,mean_return,backtracks\n1,100,1.0,\n")
-    assert math.isnan(rerun_table.backtracking_updates(tmp_path / "npg"))
+    assert all(math.isnan(x) for x in rerun_table.backtracking_updates(tmp_path / "npg"))
 
 
 def test_intervals_are_the_same_each_time_the_report_is_regenerated():
