@@ -263,7 +263,8 @@ def test_ctrl_c_while_async_workers_build_their_envs_leaves_them_running(env):
     envs (the vector env waits for them before it returns); they died of it there (a
     KeyboardInterrupt traceback, then a broken vector env). They start with SIGINT blocked and
     ignore it before (factory) or right after (env id) making the env: the trainer alone decides
-    when they end. Here every child gets a SIGINT every 5 ms while the vector env is made."""
+    when they end. Here every child gets a SIGINT every 5 ms while the vector env is made (one by one:
+    the test process is their parent, and a signal to its group would stop the test itself)."""
     done = threading.Event()
 
     def ctrl_c_at_children() -> None:
