@@ -263,15 +263,18 @@ def ignore_terminal_interrupt(env: gym.Env) -> gym.Env:
     trainer owns Ctrl-C: it finishes its update, checkpoints and closes the workers. (The vector
     env also makes one env in the trainer's own process to read the spaces: left alone.) An env
     made from an id gets this as its last wrapper; until then the worker has SIGINT blocked."""
+    _leave_sigint_if_worker()
+    return env
+
+
+def _leave_sigint_if_worker() -> None:
     if multiprocessing.parent_process() is not None:
         leave_sigint_to_parent()
-    return env
 
 
 def _shielded(fn: Callable[[], gym.Env]) -> Callable[[], gym.Env]:
     def make() -> gym.Env:
-        if multiprocessing.parent_process() is not None:
-            leave_sigint_to_parent()  # before the user's factory runs: it may take a while
+        _leave_sigint_if_worker()  # before the user's factory runs: it may take a while
         return fn()
 
     return make
