@@ -153,6 +153,20 @@ def test_ctrl_c_in_a_finalizer_while_starting_is_not_lost(tmp_path):
     assert not run.exists()
 
 
+def test_ctrl_c_while_a_process_started_at_import_starts_leaves_it_alone(tmp_path):
+    """Deterministic: the Ctrl-C reaches a Python interpreter that an import started (as MuJoCo's
+    glfw does) while it is still starting. CI saw one print "Fatal Python error:
+    init_import_site" into the terminal; under the hold it starts with SIGINT blocked."""
+    run = tmp_path / "run"
+    path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
+    proc = _start(run, "--steps", "100000", "--env-module", "_child_at_start", env=env)
+    out, err = _finish(proc, timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert err.strip() == "trustpg: interrupted while starting; nothing was written", err
+    assert not run.exists()
+
+
 def test_ctrl_c_during_the_final_evaluation_keeps_the_trained_run(tmp_path):
     run = tmp_path / "run"
     proc = _start(run, "--steps", "512", "--eval-episodes", "1000000")

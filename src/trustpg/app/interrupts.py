@@ -15,16 +15,28 @@ imported what it needs and checked its input (:func:`release`), a first SIGINT i
 written yet (``trustpg train`` releases after building its agent, before it locks the run
 directory). A second SIGINT while held raises at once: the user insists. A SIGINT that was ignored
 at start (``nohup``, ``cmd &``) stays ignored; outside the main thread nothing is changed.
+
+The command's children need the same shelter. A terminal's Ctrl-C signals the whole foreground
+group, and third-party code starts processes while trustpg starts: importing MuJoCo imports the
+``glfw`` package, which runs a second Python interpreter to read the GLFW library's version. Hit
+while it imported ``site``, that interpreter printed ``Fatal Python error: init_import_site`` and
+a traceback into the user's terminal (CI saw it with a Ctrl-C 2.2 s after the start). So while
+held, the main thread also *blocks* SIGINT: every process started from it (or from a thread it
+starts) inherits the block, and a Ctrl-C sent to it stays pending, harmless, as for trustpg's own
+children (:mod:`trustpg.accel.children`). The SIGINT sent to this process is taken by a thread
+started just before the block, the only one without it; Python then runs the handler in the main
+thread as usual. :func:`release` lifts the block in the main thread.
 """
 
 from __future__ import annotations
 
 import signal
+import threading
 from typing import Any
 
 from trustpg.errors import InterruptedWhileStarting
 
-_state = {"held": False, "pending": False}
+_state: dict[str, Any] = {"held": False, "pending": False, "receiver": None}
 
 
 def _note(_signum: int, _frame: Any) -> None:
@@ -41,7 +53,17 @@ def hold() -> None:
         signal.signal(signal.SIGINT, _note)
     except ValueError:  # not the main thread
         return
-    _state.update(held=True, pending=False)
+    _state.update(held=True, pending=False, receiver=None)
+    if hasattr(signal, "pthread_sigmask"):  # not on Windows (no signal masks, no process groups)
+        done = threading.Event()
+        # Started before the block, so it alone does not block SIGINT: the kernel gives it the
+        # process's SIGINT, and Python runs _note in the main thread at its next instruction.
+        threading.Thread(target=done.wait, name="trustpg-sigint", daemon=True).start()
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        if signal.SIGINT in before:  # blocked already by whoever started us: leave it so
+            done.set()
+        else:
+            _state["receiver"] = done
 
 
 def release() -> None:
@@ -51,6 +73,13 @@ def release() -> None:
     if not _state["held"]:
         return
     _state["held"] = False
+    receiver = _state["receiver"]
+    if receiver is not None:
+        # Unblocked while _note is still the handler: a SIGINT pending on this thread is noted
+        # (pthread_sigmask runs the handlers before it returns).
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        receiver.set()
+        _state["receiver"] = None
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if _state["pending"]:
         _state["pending"] = False
