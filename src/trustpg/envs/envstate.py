@@ -26,6 +26,7 @@ its plain attributes with ``register_env_state(MyEnv)``, or pass your own ``Stat
 from __future__ import annotations
 
 import base64
+import sys
 import traceback
 from collections import deque
 from collections.abc import Callable
@@ -204,17 +205,27 @@ def _register_builtins() -> None:
     classic = (cc.CartPoleEnv, cc.PendulumEnv, cc.AcrobotEnv, cc.MountainCarEnv, cc.Continuous_MountainCarEnv)
     for env_cls in classic:
         register_env_state(env_cls)
-    try:
-        from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
-    except ImportError:  # mujoco not installed
-        return
-    register_env_state(MujocoEnv, MUJOCO)
 
 
 _register_builtins()
+_MUJOCO_ENV_MODULE = "gymnasium.envs.mujoco.mujoco_env"
+_mujoco_registered = [False]
+
+
+def _register_mujoco_once_imported() -> None:
+    """MujocoEnv's handler, once something has imported MuJoCo (a MujocoEnv cannot exist before).
+    Not at import: MuJoCo costs ~0.2 s and starts a second Python (``glfw`` reads its library's
+    version) for every command, MuJoCo or not. Appended, as a builtin: a handler a user
+    registered for a MujocoEnv subclass still comes first."""
+    module = sys.modules.get(_MUJOCO_ENV_MODULE)
+    if module is None or _mujoco_registered[0]:
+        return
+    _mujoco_registered[0] = True
+    _HANDLERS.append((module.MujocoEnv, MUJOCO))
 
 
 def _handler(obj: Any) -> StateHandler | None:
+    _register_mujoco_once_imported()
     for cls, handler in _HANDLERS:
         if isinstance(obj, cls):
             return handler
