@@ -140,27 +140,24 @@ def test_ctrl_c_while_starting_is_clean(tmp_path, delay):
     assert again.returncode == 0, err2
 
 
-def test_ctrl_c_in_a_finalizer_while_starting_is_not_lost(tmp_path):
-    """Deterministic: the Ctrl-C arrives while a finalizer runs during an import. Without the hold
-    Python prints "Exception ignored ... KeyboardInterrupt" and trains all 100000 steps."""
+@pytest.mark.parametrize(
+    "module",
+    [
+        # The Ctrl-C arrives while a finalizer runs during an import. Without the hold Python
+        # prints "Exception ignored ... KeyboardInterrupt" and trains all 100000 steps.
+        "_ctrl_c_in_finalizer",
+        # It reaches a Python interpreter that an import started (as MuJoCo's glfw does) while
+        # that one is still starting. CI saw one print "Fatal Python error: init_import_site";
+        # under the hold it starts with SIGINT blocked.
+        "_child_at_start",
+    ],
+)
+def test_ctrl_c_during_an_import_while_starting_is_clean(tmp_path, module):
+    """Deterministic: the env module sends the terminal's Ctrl-C from inside the start."""
     run = tmp_path / "run"
     path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "PYTHONPATH": path}
-    proc = _start(run, "--steps", "100000", "--env-module", "_ctrl_c_in_finalizer", env=env)
-    out, err = _finish(proc, timeout=120)
-    assert proc.returncode == 130, (out, err)
-    assert err.strip() == "trustpg: interrupted while starting; nothing was written", err
-    assert not run.exists()
-
-
-def test_ctrl_c_while_a_process_started_at_import_starts_leaves_it_alone(tmp_path):
-    """Deterministic: the Ctrl-C reaches a Python interpreter that an import started (as MuJoCo's
-    glfw does) while it is still starting. CI saw one print "Fatal Python error:
-    init_import_site" into the terminal; under the hold it starts with SIGINT blocked."""
-    run = tmp_path / "run"
-    path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "PYTHONPATH": path}
-    proc = _start(run, "--steps", "100000", "--env-module", "_child_at_start", env=env)
+    proc = _start(run, "--steps", "100000", "--env-module", module, env=env)
     out, err = _finish(proc, timeout=120)
     assert proc.returncode == 130, (out, err)
     assert err.strip() == "trustpg: interrupted while starting; nothing was written", err
