@@ -98,7 +98,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         # numbers were made on v2-v4, where those 78 entries were zero (in v5 they are mostly zero
         # and reach thousands when a body hits the floor).
         # Ten seeds at 20ed9e7: 541 ± 78 (held-out 5-9: 509), below the 1,000 target; max_kl=0.02
-        # did not help (532 ± 50 over seeds 0-2, against 620 for the preset's).
+        # did not help (532 ± 50 over seeds 0-2, against 620 for the preset's), nor did σ₀ = 0.24
+        # (log_std_init=-1.42; Humanoid clips actions to ±0.4, so σ₀ = 0.61 clips about half of
+        # them at the start): 553/593/646 = 597 on seeds 0-2 at 8d7080c.
         "Humanoid-v5": {
             "num_envs": 16,
             "steps_per_env": 64,
