@@ -46,8 +46,10 @@ NO_TARGET: dict[str, str] = {
     "MuJoCo benchmark covers 9 of the 13 envs, not this one; OpenAI Baselines' 1M-step table "
     "neither. Published numbers for other algorithms, one seed each on Pusher-v4: CleanRL DDPG "
     "−30.52 ± 2.85, SB3 A2C −42.25 ± 2.95 (Hugging Face model cards)",
-    "HumanoidStandup-v5": "not in RL Zoo's TRPO settings, Tianshou's MuJoCo benchmark or OpenAI "
-    "Baselines' 1M-step table",
+    "HumanoidStandup-v5": "not in RL Zoo's TRPO settings, Tianshou's MuJoCo benchmark (its README: "
+    "HumanoidStandup is not supported) or OpenAI Baselines' 1M-step table; the MDPO paper (Tomar "
+    "et al. 2020, arXiv 2005.09814) runs TRPO on HumanoidStandup-v2, by secondary notes at 10M "
+    "steps, but its table could not be read here, so no number is cited",
 }
 #: The suite this report is about.
 SUITE = "mujoco-v5"
