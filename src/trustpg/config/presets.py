@@ -8,6 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+#: Humanoid-v5's refinements, also HumanoidStandup-v5's (same body and actions; see below).
+_HUMANOID: dict[str, Any] = {
+    "num_envs": 16,
+    "steps_per_env": 64,
+    "log_std_init": -0.5,
+    "env_kwargs": '{"include_cfrc_ext_in_observation": false}',
+}
+
 #: Overrides shared by every env of a preset, then per-env refinements.
 PRESETS: dict[str, dict[str, Any]] = {
     "classic": {
@@ -101,22 +109,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         # did not help (532 ± 50 over seeds 0-2, against 620 for the preset's), nor did σ₀ = 0.24
         # (log_std_init=-1.42; Humanoid clips actions to ±0.4, so σ₀ = 0.61 clips about half of
         # them at the start): 553/593/646 = 597 on seeds 0-2 at 8d7080c.
-        "Humanoid-v5": {
-            "num_envs": 16,
-            "steps_per_env": 64,
-            "log_std_init": -0.5,
-            "env_kwargs": '{"include_cfrc_ext_in_observation": false}',
-        },
+        "Humanoid-v5": _HUMANOID,
         # HumanoidStandup-v5: chosen before any HumanoidStandup run, so all ten seeds are held
         # out: Humanoid's settings (same body, same 17 actions in ±0.4). Its episodes never end
         # early (1,000 steps; the reward grows with the torso's height), and the returns are of order
         # 1e5, which the reward normaliser (common) scales for the critic.
-        "HumanoidStandup-v5": {
-            "num_envs": 16,
-            "steps_per_env": 64,
-            "log_std_init": -0.5,
-            "env_kwargs": '{"include_cfrc_ext_in_observation": false}',
-        },
+        "HumanoidStandup-v5": _HUMANOID,
     },
 }
 
