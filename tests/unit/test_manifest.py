@@ -69,3 +69,22 @@ def test_every_benchmark_that_writes_results_records_its_provenance():
     assert len(writers) >= 8
     missing = [f.name for f in writers if not re.search(r"provenance\(\)|record_session", f.read_text())]
     assert missing == ["suite_index.py"], missing  # the index is built from the runs' own manifests
+
+
+def test_the_recorded_torch_is_the_build_that_ran_not_the_wheel_metadata(monkeypatch):
+    """PyPI's CUDA wheels say ``2.14.1`` in their metadata and ``2.14.1+cu130`` in
+    ``torch.__version__``; the CPU and CUDA builds compute differently, so a run must record the
+    build string (a fresh machine with PyPI's torch showed the two disagree)."""
+    import sys
+    import types
+
+    from trustpg.io.logger import software_versions
+
+    fake = types.ModuleType("torch")
+    fake.__version__ = "9.8.7+cu999"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    assert software_versions()["torch"] == "9.8.7+cu999"
+    monkeypatch.delitem(sys.modules, "torch")
+    from importlib import metadata
+
+    assert software_versions()["torch"] == metadata.version("torch")  # not imported: the metadata

@@ -19,13 +19,23 @@ VERSIONED = ("trustpg", "torch", "numpy", "gymnasium", "mujoco", "envpool", "ray
 
 
 def software_versions() -> dict[str, str]:
-    """Python, the installed versions of :data:`VERSIONED` (those present) and the usable cores,
-    written into each run's summary.json so a result can be traced to the stack that made it."""
+    """Python, the versions of :data:`VERSIONED` (those present) and the usable cores, written
+    into each run's summary.json so a result can be traced to the stack that made it.
+
+    A package already imported reports its own ``__version__``: that is the build that ran.
+    PyPI's CUDA wheels of torch say ``2.14.1`` in their metadata but ``2.14.1+cu130`` in
+    ``torch.__version__``, and the CPU and CUDA builds of one release compute differently.
+    """
     import platform
+    import sys
     from importlib import metadata
 
     out = {"python": platform.python_version()}
     for name in VERSIONED:
+        own = getattr(sys.modules.get(name), "__version__", None)
+        if isinstance(own, str) and own:
+            out[name] = own
+            continue
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
