@@ -108,7 +108,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # Ten seeds at 20ed9e7: 541 ± 78 (held-out 5-9: 509), below the 1,000 target; max_kl=0.02
         # did not help (532 ± 50 over seeds 0-2, against 620 for the preset's), nor did σ₀ = 0.24
         # (log_std_init=-1.42; Humanoid clips actions to ±0.4, so σ₀ = 0.61 clips about half of
-        # them at the start): 553/593/646 = 597 on seeds 0-2 at 8d7080c.
+        # them at the start): 553/593/646 = 597 on seeds 0-2 at 8d7080c. vf_epochs=5 (0d3381d):
+        # 657/748/632 = 679 on seeds 0-2, but the training curves barely move; not adopted on three.
         "Humanoid-v5": _HUMANOID,
         # HumanoidStandup-v5: chosen before any HumanoidStandup run, so all ten seeds are held
         # out: Humanoid's settings (same body, same 17 actions in ±0.4). Its episodes never end
