@@ -117,11 +117,22 @@ def _half(runs: list[dict[str, Any]], lo: int, hi: int) -> str:
     return f"{_n(float(np.mean(xs)))} (n={len(xs)})" if xs else "–"
 
 
+def cpus(runs: list[dict[str, Any]]) -> str:
+    """The CPU models a row's runs ran on, with their counts ("Intel Xeon ×9, AMD EPYC ×1"). The
+    same commit and seed on two CPU models are two different runs: float rounding differs from the
+    first update on (docs/benchmarks.md), so a row is a sample over seeds and the machines named."""
+    names: dict[str, int] = defaultdict(int)
+    for r in runs:
+        cpu = re.sub(r"\((R|TM)\)|\b(Processor|CPU)\b", "", r.get("cpu") or "not recorded")
+        names[" ".join(cpu.split())] += 1
+    return ", ".join(f"{name} ×{n}" for name, n in sorted(names.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def tables(groups: dict[tuple[str, str, str], list[dict[str, Any]]], reps: int) -> list[str]:
     lines = [
         "| suite | env | algo | commit | seeds | final eval mean ± std | mean [95 % CI] | IQM [95 % CI] "
-        "| seeds 0–4 | seeds 5–9 | target | AUC IQM [95 % CI] | steps/s | wall (min) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| seeds 0–4 | seeds 5–9 | target | AUC IQM [95 % CI] | steps/s | wall (min) | CPU |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     seed_lines = ["| env | algo | commit | final evaluation per seed |", "|---|---|---|---|"]
     for (suite, env, algo), runs in sorted(groups.items()):
@@ -137,7 +148,7 @@ def tables(groups: dict[tuple[str, str, str], list[dict[str, Any]]], reps: int) 
             f"| {suite} | {env} | {algo} | `{runs[0]['commit'][:12]}` | {len(runs)} "
             f"| {_n(final.mean())} ± {_n(final.std())} | {_fmt(ci['mean'])} | {_fmt(ci['iqm'])} "
             f"| {_half(runs, 0, 4)} | {_half(runs, 5, 9)} | {_target(env, target)}{met} | {auc} "
-            f"| {sps:,.0f} | {wall:.1f} |"
+            f"| {sps:,.0f} | {wall:.1f} | {cpus(runs)} |"
         )
         per_seed = ", ".join(f"s{r['seed']}: {_n(r['eval_mean'])}" for r in runs)
         seed_lines.append(f"| {env} | {algo} | `{runs[0]['commit'][:12]}` | {per_seed} |")

@@ -18,7 +18,9 @@ import suite_index
 import suite_report
 
 
-def _run(root: Path, rel: str, seed: int, ret: float, commit: str | None, dirty: bool = False) -> Path:
+def _run(
+    root: Path, rel: str, seed: int, ret: float, commit: str | None, dirty: bool = False, cpu: str = "x"
+) -> Path:
     run = root / rel
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"env": "Hopper-v5", "algo": "trpo", "seed": seed}))
@@ -27,7 +29,7 @@ def _run(root: Path, rel: str, seed: int, ret: float, commit: str | None, dirty:
     (run / "metrics.csv.gz").write_bytes(gzip.compress(csv.encode()))
     if commit is not None:
         session = {"commit": commit, "dirty": dirty, "started": f"2026-12-02T10:0{seed}:00+00:00",
-                   "machine": {"cpu": "x"}, "software": {}, "command": "c", "config_hash": "h"}  # fmt: skip
+                   "machine": {"cpu": cpu}, "software": {}, "command": "c", "config_hash": "h"}  # fmt: skip
         manifest = {"sessions": [session], "commit": commit, "clean": not dirty}
         (run / "manifest.json").write_text(json.dumps(manifest))
     return run
@@ -57,6 +59,19 @@ def test_index_attributes_only_committed_suite_runs_and_headlines_one_commit(tmp
     assert list(groups) == [("mujoco-v5", "Hopper-v5", "trpo")]
     row = groups[("mujoco-v5", "Hopper-v5", "trpo")]
     assert [r["eval_mean"] for r in row] == [100.0, 110.0, 120.0]  # commit a: most seeds, nothing mixed in
+
+
+def test_a_headline_row_names_the_cpu_models_its_runs_ran_on(tmp_path):
+    """The same commit and seed on two CPU models part at the first update, so a row says which
+    machines its seeds ran on."""
+    cpus = ["Intel(R) Xeon(R) Processor", "Intel(R) Xeon(R) Processor", "AMD EPYC"]
+    for seed, cpu in enumerate(cpus):
+        _run(tmp_path, f"mujoco-v5/aaaa/Hopper-v5/trpo/preset/s{seed}", seed, 100.0 + seed, "a" * 40, cpu=cpu)
+    groups = suite_report.headline_groups(suite_index.build_index(tmp_path))
+    header, _, row, *_ = suite_report.tables(groups, reps=200)
+    assert header.rstrip(" |").endswith("| CPU")
+    assert row.endswith("| Intel Xeon ×2, AMD EPYC ×1 |")
+    assert len(row.split(" | ")) == len(header.split(" | "))
 
 
 def test_variant_names_are_the_differences_from_the_preset():
