@@ -119,6 +119,24 @@ def test_resume_of_an_env_without_state_handler_warns_and_continues(tmp_path, ca
     assert resumed.num_timesteps == 256
 
 
+def test_resume_on_another_cpu_or_stack_says_it_is_not_bit_exact(tmp_path, caplog):
+    """A resume on the machine and stack the run started on is silent; on another CPU model or
+    library build it warns once, naming what changed (those round differently: docs/reliability.md)."""
+    TRPO("CartPole-v1", seed=0, **SMALL).learn(128, run_dir=tmp_path)
+    Agent.load(tmp_path / "checkpoints" / "last").learn(128, run_dir=tmp_path)
+    assert "resumed with" not in caplog.text
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["sessions"][0]["machine"]["cpu"] = "Another CPU"
+    manifest["sessions"][0]["software"]["torch"] = "0.0.1"
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    resumed = Agent.load(tmp_path / "checkpoints" / "last")
+    resumed.learn(128, run_dir=tmp_path)
+    assert "resumed with CPU Another CPU → " in caplog.text
+    assert f"torch 0.0.1 → {torch.__version__}" in caplog.text
+    assert "not bit-identically" in caplog.text
+    assert resumed.num_timesteps == 384
+
+
 ROUNDTRIP_ENVS = ["CartPole-v1", "Pendulum-v1", "Acrobot-v1", "MountainCarContinuous-v0",
                   "InvertedPendulum-v5", "Hopper-v5", "Ant-v5", "Humanoid-v5", "Reacher-v5"]  # fmt: skip
 

@@ -6,7 +6,15 @@ import json
 import re
 from pathlib import Path
 
-from trustpg.io.manifest import MANIFEST, code_version, config_hash, consistency, provenance, record_session
+from trustpg.io.manifest import (
+    MANIFEST,
+    changed_since_start,
+    code_version,
+    config_hash,
+    consistency,
+    provenance,
+    record_session,
+)
 
 
 def test_config_hash_is_canonical_and_sees_every_field():
@@ -88,3 +96,21 @@ def test_the_recorded_torch_is_the_build_that_ran_not_the_wheel_metadata(monkeyp
     from importlib import metadata
 
     assert software_versions()["torch"] == metadata.version("torch")  # not imported: the metadata
+
+
+def test_changed_since_start_names_the_commit_cpu_and_packages_that_differ():
+    def session(commit: str, cpu: str, torch: str) -> dict:
+        return {"commit": commit, "machine": {"cpu": cpu, "cores": 2},
+                "software": {"torch": torch, "numpy": "2.4.6", "cores": "2"}}  # fmt: skip
+
+    start = session("a" * 40, "Intel(R) Xeon(R) Processor", "2.13.0+cpu")
+    assert changed_since_start([start]) == []
+    assert changed_since_start([start, start]) == []
+    moved = session("a" * 40, "AMD EPYC", "2.14.1+cu130") | {"machine": {"cpu": "AMD EPYC", "cores": 8}}
+    assert changed_since_start([start, start, moved]) == [
+        "CPU Intel(R) Xeon(R) Processor → AMD EPYC",
+        "torch 2.13.0+cpu → 2.14.1+cu130",
+    ]  # the core count alone does not change a run (torch_threads does, and is in the config)
+    assert changed_since_start([start, session("b" * 40, start["machine"]["cpu"], "2.13.0+cpu")]) == [
+        f"commit {'a' * 40} → {'b' * 40}"
+    ]

@@ -114,3 +114,18 @@ def consistency(sessions: list[dict[str, Any]]) -> dict[str, Any]:
     commits = {s.get("commit") for s in sessions}
     commit = commits.pop() if len(commits) == 1 else None
     return {"commit": commit, "clean": all(s.get("dirty") is False for s in sessions)}
+
+
+def changed_since_start(sessions: list[dict[str, Any]]) -> list[str]:
+    """What the last session ran on that differs from the first: the commit, the CPU model and the
+    package versions, each as ``"what first → now"``. Bit-exact resume holds only when this is
+    empty: another CPU model or library build rounds differently from its first operation on
+    (docs/reliability.md, Determinism)."""
+    if len(sessions) < 2:
+        return []
+    first, last = sessions[0], sessions[-1]
+    pairs = [("commit", first.get("commit"), last.get("commit")),
+             ("CPU", first.get("machine", {}).get("cpu"), last.get("machine", {}).get("cpu"))]  # fmt: skip
+    was, now = first.get("software", {}), last.get("software", {})
+    pairs += [(name, was[name], now[name]) for name in sorted(was.keys() & now.keys()) if name != "cores"]
+    return [f"{what} {a} → {b}" for what, a, b in pairs if a != b]

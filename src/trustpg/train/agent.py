@@ -21,7 +21,7 @@ from trustpg.envs.source import EnvLike, EnvSource, flatten_if_needed, flatten_o
 from trustpg.errors import CheckpointError, TrainingFault
 from trustpg.io.checkpoint import load_checkpoint, save_checkpoint
 from trustpg.io.logger import MetricsLogger, drop_rows_after
-from trustpg.io.manifest import record_session
+from trustpg.io.manifest import changed_since_start, record_session
 from trustpg.io.progress import TrainProgress
 from trustpg.io.rundir import check_not_foreign, checkpoint_file, locked, write_json
 from trustpg.nets.policies import obs_dim
@@ -139,7 +139,12 @@ class Agent:
         t0 = time.perf_counter()
         with locked(out), torch_threads(self.config.torch_threads):
             write_json(out / "config.json", self.config.to_dict())
-            record_session(out, self.config.to_dict())
+            changed = changed_since_start(record_session(out, self.config.to_dict())["sessions"])
+            if changed and self.trainer.updates > 0:
+                why = "training continues, but not bit-identically to an uninterrupted run"
+                log.warning(
+                    "%s: resumed with %s; %s (docs/reliability.md, Determinism)", out, "; ".join(changed), why
+                )
             self._learn(total_steps, callback, out, progress)
             if not self.interrupted:  # a finished run: plot, eval, compare and --resume read this
                 write_json(out / "summary.json", run_summary(self, time.perf_counter() - t0))
