@@ -13,6 +13,7 @@ import json
 import resource
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,8 +36,9 @@ def main() -> None:
     run(args.env, args.seed, args.steps, args.out)
 
 
-def run(env_id: str, seed: int, steps: int, out: Path) -> None:
-    """Train sb3-contrib TRPO on ``env_id`` and write ``out`` as a trustpg run directory would."""
+def run(env_id: str, seed: int, steps: int, out: Path, env_kwargs: dict[str, Any] | None = None) -> None:
+    """Train sb3-contrib TRPO on ``env_id`` (made with ``env_kwargs``, for training and evaluation)
+    and write ``out`` as a trustpg run directory would."""
     from trustpg.io.manifest import record_session
 
     args = argparse.Namespace(env=env_id, seed=seed, steps=steps, out=out)
@@ -50,9 +52,10 @@ def run(env_id: str, seed: int, steps: int, out: Path) -> None:
     hp = dict(ZOO_MUJOCO)
     if args.env.startswith("Swimmer"):
         hp["gamma"] = 0.9999
-    env = VecNormalize(make_vec_env(args.env, n_envs=ZOO_N_ENVS, seed=args.seed))
+    kwargs = dict(env_kwargs or {})
+    env = VecNormalize(make_vec_env(args.env, n_envs=ZOO_N_ENVS, seed=args.seed, env_kwargs=kwargs))
     config = {"env": args.env, "algo": "sb3-trpo", "seed": args.seed, "steps": args.steps,
-              "n_envs": ZOO_N_ENVS, **hp}  # fmt: skip
+              "n_envs": ZOO_N_ENVS, "env_kwargs": json.dumps(kwargs), **hp}  # fmt: skip
     (args.out / "config.json").write_text(json.dumps(config, indent=2))
     import sb3_contrib
 
@@ -89,7 +92,7 @@ def run(env_id: str, seed: int, steps: int, out: Path) -> None:
     returns = []
     import gymnasium as gym
 
-    eval_env = gym.make(args.env)
+    eval_env = gym.make(args.env, **kwargs)
     for ep in range(10):
         obs, _ = eval_env.reset(seed=10_000 + args.seed + ep)
         total, done = 0.0, False

@@ -13,7 +13,9 @@ its numbers could not be traced), ``<variant>`` is ``preset`` or the differences
 preset as ``key=value`` pairs (``cg_iters=25``), never a name chosen by hand. trustpg runs train
 through the run orchestrator (:func:`trustpg.app.run.train_in_dir`) in worker processes, ``--jobs``
 at a time; every run writes manifest.json (commit, versions, machine, command, config hash).
-A finished run (summary.json) is skipped, an unfinished one resumed. After a run its
+A peer (sb3-trpo: RL Zoo's hyperparameters) trains on the env as the preset makes it (the preset's
+``env_kwargs``), so both sides see the same observations. A finished run (summary.json) is
+skipped, an unfinished one resumed. After a run its
 metrics.csv is compressed to metrics.csv.gz (``trustpg plot`` reads either).
 """
 
@@ -58,6 +60,8 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
+            out[key] = value
+        if key == "env_kwargs":  # a field that holds JSON text: kept as text
             out[key] = value
     return out
 
@@ -115,10 +119,24 @@ def train_trustpg(config: Any, resume: bool) -> int:
     return status
 
 
-def train_peer(algo: str, env: str, seed: int, steps: int, out: Path) -> int:
+def peer_env_kwargs(preset: str, env: str, sets: dict[str, Any]) -> dict[str, Any]:
+    """The env a peer trains on: the one trustpg's preset makes (its ``env_kwargs``, e.g. Ant-v5
+    without the contact forces that v2-v4 lacked, where RL Zoo's settings were tuned), or
+    ``--set env_kwargs=...``. A peer has its own hyperparameters, so no other field may be set."""
+    import json
+
+    from trustpg.config.presets import preset_overrides
+
+    if other := sorted(set(sets) - {"env_kwargs"}):
+        raise SystemExit(f"--set {', '.join(other)}: a peer has its own settings; only env_kwargs applies")
+    text = sets.get("env_kwargs", preset_overrides(preset, env).get("env_kwargs", "{}"))
+    return dict(json.loads(text) if isinstance(text, str) else text)
+
+
+def train_peer(algo: str, env: str, seed: int, steps: int, out: Path, env_kwargs: dict[str, Any]) -> int:
     import sb3_runner  # type: ignore[import-not-found]  # benchmarks/sb3_runner.py
 
-    sb3_runner.run(env, seed, steps, out)
+    sb3_runner.run(env, seed, steps, out, env_kwargs)
     compress_metrics(out)
     return 0
 
@@ -142,7 +160,8 @@ def jobs_for(args: argparse.Namespace) -> list[tuple[Any, tuple[Any, ...]]]:
                     print(f"done already: {out}")
                     continue
                 if algo in PEERS:
-                    jobs.append((train_peer, (algo, env, seed, args.steps, out)))
+                    kwargs = peer_env_kwargs(preset, env, sets)
+                    jobs.append((train_peer, (algo, env, seed, args.steps, out, kwargs)))
                     continue
                 over = {**preset_overrides(preset, env), **sets}
                 over.update(steps=args.steps, progress=False, checkpoint_every=50,

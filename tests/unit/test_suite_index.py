@@ -82,6 +82,20 @@ def test_variant_names_are_the_differences_from_the_preset():
     assert suite.seeds("0-2,7") == [0, 1, 2, 7]
 
 
+def test_a_peer_trains_on_the_env_the_preset_makes_and_takes_no_other_setting():
+    """sb3-contrib on Ant-v5 sees trustpg's observation (no contact forces, as in v2-v4 where RL
+    Zoo's settings were tuned) unless --set env_kwargs says otherwise; its variant name says so."""
+    assert suite.peer_env_kwargs("mujoco", "Ant-v5", {}) == {"include_cfrc_ext_in_observation": False}
+    assert suite.peer_env_kwargs("mujoco", "Hopper-v5", {}) == {}
+    default_obs = suite.parse_sets(["env_kwargs={}"])
+    assert default_obs == {"env_kwargs": "{}"}  # JSON text stays text, as TrainConfig holds it
+    assert suite.peer_env_kwargs("mujoco", "Ant-v5", default_obs) == {}
+    assert suite.variant_name("Ant-v5", default_obs) == "env_kwargs={}"
+    assert suite.variant_name("Ant-v5", {}) == "preset"
+    with pytest.raises(SystemExit, match="max_kl: a peer has its own settings"):
+        suite.peer_env_kwargs("mujoco", "Ant-v5", {"max_kl": 0.02})
+
+
 def test_other_suites_start_from_their_preset_and_keep_out_of_the_mujoco_report(tmp_path):
     assert (
         suite.variant_name("trustpg/CartPoleNoVel-v1", suite.parse_sets(["policy=gru"]), "classic")
