@@ -57,11 +57,12 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or key not in fields:
             raise SystemExit(f"--set {item!r}: expected FIELD=VALUE with a TrainConfig field")
+        if key == "env_kwargs":  # a field that holds JSON text: kept as text
+            out[key] = value
+            continue
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
-            out[key] = value
-        if key == "env_kwargs":  # a field that holds JSON text: kept as text
             out[key] = value
     return out
 
