@@ -24,6 +24,21 @@ ZOO_MUJOCO = dict(
     cg_max_steps=25, cg_damping=0.1, n_critic_updates=20, learning_rate=1e-3,
 )  # fmt: skip
 ZOO_N_ENVS = 2
+#: sb3-contrib's default TRPO trust region (RL Zoo's MuJoCo settings leave it).
+SB3_TARGET_KL = 0.01
+
+
+def trustpg_equivalent(target_kl: float, cg_damping: float, action_dim: int) -> dict[str, float]:
+    """trustpg's ``max_kl`` and ``damping`` that give sb3-contrib's TRPO step on a Box action space.
+
+    sb3-contrib averages its KL over the action dimensions as well as the states: for a diagonal
+    Gaussian its ``kl_divergence`` returns the per-dimension terms ``[B, A]`` and TRPO takes their
+    ``.mean()`` (tests/unit/test_peer_kl.py). Its KL, the Hessian behind its conjugate gradient and
+    so its step scale are the summed KL's (trustpg's, the paper's) divided by A. Its
+    ``target_kl`` = δ and ``cg_damping`` = λ are therefore δ·A and λ·A in trustpg's units; on Ant-v5
+    (A = 8) RL Zoo's 0.01 and 0.1 are max_kl = 0.08 and damping = 0.8.
+    """
+    return {"max_kl": target_kl * action_dim, "damping": cg_damping * action_dim}
 
 
 def main() -> None:
@@ -54,8 +69,12 @@ def run(env_id: str, seed: int, steps: int, out: Path, env_kwargs: dict[str, Any
         hp["gamma"] = 0.9999
     kwargs = dict(env_kwargs or {})
     env = VecNormalize(make_vec_env(args.env, n_envs=ZOO_N_ENVS, seed=args.seed, env_kwargs=kwargs))
-    config = {"env": args.env, "algo": "sb3-trpo", "seed": args.seed, "steps": args.steps,
-              "n_envs": ZOO_N_ENVS, "env_kwargs": json.dumps(kwargs), **hp}  # fmt: skip
+    config: dict[str, Any] = {"env": args.env, "algo": "sb3-trpo", "seed": args.seed, "steps": args.steps,
+              "n_envs": ZOO_N_ENVS, "env_kwargs": json.dumps(kwargs), **hp,
+              "target_kl": SB3_TARGET_KL}  # fmt: skip
+    shape = env.action_space.shape
+    if shape is not None and len(shape) == 1 and env.action_space.dtype.kind == "f":  # a Box: a Gaussian
+        config["trustpg_equivalent"] = trustpg_equivalent(SB3_TARGET_KL, hp["cg_damping"], shape[0])
     (args.out / "config.json").write_text(json.dumps(config, indent=2))
     import sb3_contrib
 
@@ -83,7 +102,7 @@ def run(env_id: str, seed: int, steps: int, out: Path, env_kwargs: dict[str, Any
             w.writerow([self.updates, self.num_timesteps, mean, wall, self.num_timesteps / wall])
             f.flush()
 
-    model = TRPO("MlpPolicy", env, seed=args.seed, verbose=0, **hp)
+    model = TRPO("MlpPolicy", env, seed=args.seed, verbose=0, target_kl=SB3_TARGET_KL, **hp)
     model.learn(args.steps, callback=Log())
     seconds = time.perf_counter() - t0
     f.close()
