@@ -22,6 +22,19 @@ def test_default_spaces_sample_valid_configs(algo):
         assert config.batch_size >= 256
 
 
+@pytest.mark.parametrize("field", ["max_kl", "damping"])
+def test_default_space_holds_every_presets_trust_region(field):
+    """A default search that excludes the presets' own settings (Ant-v5's δ = 0.08, λ = 0.8, sb3's
+    Zoo settings in trustpg's units) could never find them."""
+    from trustpg.config.presets import PRESETS
+
+    param = DEFAULT_SPACES["trpo"][field]
+    used = {env: o[field] for p in PRESETS.values() for env, o in p.items() if field in o}
+    assert used, field
+    for env, value in used.items():
+        assert param.low <= value <= param.high, (env, value)
+
+
 def test_log_std_is_searched_only_for_continuous_actions():
     base = TrainConfig()
     assert "log_std_init" not in load_space(None, "trpo", base, continuous=False)

@@ -71,7 +71,9 @@ _SHARED = {
     "vf_minibatch_size": _c(64, 128, 256),
     "log_std_init": _f(-1.5, 0.5),
 }
-_NATURAL = {"max_kl": _f(1e-3, 0.05, log=True), "damping": _f(1e-3, 0.3, log=True)}
+#: Up to RL Zoo's tuned sb3-contrib settings in trustpg's units (0.01·A and 0.1·A for A action
+#: dimensions: 0.17 and 1.7 on Humanoid; docs/theory.md §5), which a narrower space would exclude.
+_NATURAL = {"max_kl": _f(1e-3, 0.2, log=True), "damping": _f(1e-3, 2.0, log=True)}
 DEFAULT_SPACES: dict[str, dict[str, Param]] = {
     "trpo": {**_NATURAL, **_SHARED},
     "npg": {**_NATURAL, **_SHARED},
