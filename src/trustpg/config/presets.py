@@ -64,7 +64,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # (0.02) helps: seeds 0/1 3620/4105 -> 4856/4029; ten seeds 3,047 ± 807 (a8ce4c3). Then
         # δ = 0.08 and damping 0.8: what sb3-contrib's TRPO takes with RL Zoo's 0.01 and 0.1, since it
         # averages the KL over Ant's 8 action dimensions (benchmarks/sb3_runner.py:
-        # trustpg_equivalent). Seed 0: 4,000 -> 4,815 (b091624); chosen on that seed. docs/benchmarks.md.
+        # trustpg_equivalent). Seed 0: 4,000 -> 4,815 (b091624); chosen on that seed. Ten seeds at
+        # c118b61: 3,507 ± 808 (seeds 0-4 3,610, 5-9 3,403; Welch p = 0.24). docs/benchmarks.md.
         "Ant-v5": {
             "num_envs": 16,
             "steps_per_env": 64,
