@@ -116,7 +116,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # them at the start): 553/593/646 = 597 on seeds 0-2 at 8d7080c. vf_epochs=5 (0d3381d):
         # 657/748/632 = 679 on seeds 0-2, but the training curves barely move; not adopted on three.
         # max_kl=0.17 with damping=1.7 (sb3-contrib's Zoo defaults in trustpg's units, A = 17):
-        # 940/558 on seeds 0/1 against 611/538 (b091624); not adopted on two.
+        # 940/558/608 = 702 on seeds 0-2 against 611/538/711 = 620 (b091624); not adopted.
         "Humanoid-v5": _HUMANOID,
         # HumanoidStandup-v5: chosen before any HumanoidStandup run, so all ten seeds are held
         # out: Humanoid's settings (same body, same 17 actions in ±0.4). Its episodes never end
