@@ -90,7 +90,10 @@ def commands(gs: dict[Group, list[dict[str, Any]]], root: Path, suite: str) -> l
     lines = []
     for (env, variant, _), runs in gs.items():
         seeds = ",".join(str(r["seed"]) for r in runs)
-        sets = "" if variant == "preset" else f" --set {variant.replace(',', ' ')}"
+        # The variant's fields but steps, which --steps gives (suite.py names the variant by it).
+        pairs = [] if variant == "preset" else re.split(r",(?=[a-z_]+=)", variant)
+        pairs = [p for p in pairs if not p.startswith("steps=")]
+        sets = f" --set {' '.join(pairs)}" if pairs else ""
         steps = json.loads((root / runs[0]["path"] / "config.json").read_text())["steps"]
         lines.append(f"    python benchmarks/suite.py run --suite {suite} --envs {env} --seeds {seeds} "
                      f"--steps {steps}{sets}")  # fmt: skip

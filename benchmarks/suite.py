@@ -34,6 +34,21 @@ PEERS = ("sb3-trpo",)
 #: The preset (trustpg.config.presets) each suite's runs start from; variants are named by their
 #: differences from it.
 SUITE_PRESETS = {"mujoco-v5": "mujoco", "pomdp": "classic", "minatar": "classic"}
+#: Each suite's step budget (per env where they differ; "*" for the rest): MuJoCo's 1M steps, the
+#: MinAtar paper's 5M frames, the POMDPs' budgets (docs/benchmarks.md). ``--steps`` defaults to it;
+#: a run with another budget is a variant (``steps=500000``), so runs of different lengths never
+#: share a directory, a table row, or a "done already".
+SUITE_STEPS: dict[str, dict[str, int]] = {
+    "mujoco-v5": {"*": 1_000_000},
+    "pomdp": {"*": 200_000, "trustpg/CartPoleNoVel-v1": 50_000},
+    "minatar": {"*": 5_000_000},
+}
+
+
+def budget(suite: str, env: str) -> int:
+    """The step budget of ``env``'s runs in ``suite``."""
+    table = SUITE_STEPS[suite]
+    return table.get(env, table["*"])
 
 
 def seeds(text: str) -> list[int]:
@@ -57,6 +72,8 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or key not in fields:
             raise SystemExit(f"--set {item!r}: expected FIELD=VALUE with a TrainConfig field")
+        if key == "steps":  # the budget is --steps, which names the variant when it differs
+            raise SystemExit(f"--set {item!r}: give the run's length as --steps {value}")
         if key == "env_kwargs":  # a field that holds JSON text: kept as text
             out[key] = value
             continue
@@ -67,8 +84,12 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def variant_name(env: str, sets: dict[str, Any], preset_name: str = "mujoco") -> str:
-    """``preset``, or the fields of ``sets`` that differ from the suite's preset, sorted."""
+def variant_name(
+    env: str, sets: dict[str, Any], preset_name: str = "mujoco", steps: int | None = None,
+    budget: int | None = None,
+) -> str:  # fmt: skip
+    """``preset``, or the fields of ``sets`` that differ from the suite's preset, sorted, and
+    ``steps=N`` when the run's ``steps`` is not the suite's ``budget``."""
     import json
 
     from trustpg.config.presets import preset_overrides
@@ -80,6 +101,8 @@ def variant_name(env: str, sets: dict[str, Any], preset_name: str = "mujoco") ->
     diff = {k: ours[k] for k in sets if base.get(k) != ours[k]}
     # A string as --set takes it (policy=gru), anything else as JSON (normalize_obs=false).
     shown = {k: v if isinstance(v, str) else json.dumps(v, separators=(",", ":")) for k, v in diff.items()}
+    if steps is not None and steps != budget:
+        shown["steps"] = str(steps)
     text = ",".join(f"{k}={v}" for k, v in sorted(shown.items()))
     return text or "preset"  # values as --set takes them: normalize_obs=false, hidden_sizes=[32,32]
 
@@ -154,7 +177,8 @@ def jobs_for(args: argparse.Namespace) -> list[tuple[Any, tuple[Any, ...]]]:
     jobs: list[tuple[Any, tuple[Any, ...]]] = []
     for seed in seeds(args.seeds):
         for env in args.envs:
-            variant = variant_name(env, sets, preset)
+            steps = budget(args.suite, env) if args.steps is None else args.steps
+            variant = variant_name(env, sets, preset, steps, budget(args.suite, env))
             for algo in args.algos:
                 out = run_dir(args.suite, commit, env, algo, variant, seed)
                 if (out / "summary.json").is_file():
@@ -162,10 +186,10 @@ def jobs_for(args: argparse.Namespace) -> list[tuple[Any, tuple[Any, ...]]]:
                     continue
                 if algo in PEERS:
                     kwargs = peer_env_kwargs(preset, env, sets)
-                    jobs.append((train_peer, (algo, env, seed, args.steps, out, kwargs)))
+                    jobs.append((train_peer, (algo, env, seed, steps, out, kwargs)))
                     continue
                 over = {**preset_overrides(preset, env), **sets}
-                over.update(steps=args.steps, progress=False, checkpoint_every=50,
+                over.update(steps=steps, progress=False, checkpoint_every=50,
                             run_dir=out.parent, run_name=out.name)  # fmt: skip
                 config = TrainConfig(env=env, algo=algo, seed=seed, **over)
                 jobs.append((train_trustpg, (config, (out / "checkpoints").is_dir())))
@@ -181,7 +205,7 @@ def main() -> int:
     r.add_argument("--envs", nargs="+", required=True)
     r.add_argument("--algos", nargs="+", default=["trpo"], help=f"trpo, npg, vpg or a peer: {PEERS}")
     r.add_argument("--seeds", default="0-9", help="0-9, 0,3,5 or 7")
-    r.add_argument("--steps", type=int, default=1_000_000)
+    r.add_argument("--steps", type=int, help="default: the suite's budget (SUITE_STEPS); else a variant")
     r.add_argument("--set", nargs="+", action="extend", default=[], metavar="FIELD=VALUE")
     r.add_argument("--jobs", type=int, default=1, help="runs at a time (each uses ~2 cores at peak)")
     sub.add_parser("index")

@@ -3,6 +3,7 @@ legacy runs are never attributed, one commit per headline row, the area under th
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
 import math
@@ -162,3 +163,28 @@ def test_target_cell_says_when_no_published_number_was_found():
     assert suite_report._target("Pusher-v5", math.nan) == "none found"
     assert suite_report._target("Made-up-v0", math.nan) == "–"
     assert not set(suite_report.NO_TARGET) & set(suite_report.TARGETS)
+
+
+def test_a_run_of_another_length_is_its_own_variant_not_done_already(tmp_path, monkeypatch):
+    """A 500k-step MinAtar probe and the 5M-frame run of the same preset once shared a directory: the
+    long run printed "done already" and the report would have mixed the two lengths in one row."""
+    monkeypatch.setattr(suite, "RUNS", tmp_path)
+    monkeypatch.setattr(suite, "commit_dir", lambda: "abc")
+
+    def args(steps: int | None) -> argparse.Namespace:
+        return argparse.Namespace(suite="minatar", envs=["MinAtar/Breakout-v0"], algos=["trpo"],
+                                  seeds="0", steps=steps, set=[])  # fmt: skip
+
+    done = suite.run_dir("minatar", "abc", "MinAtar/Breakout-v0", "trpo", "steps=500000", 0)
+    done.mkdir(parents=True)
+    (done / "summary.json").write_text("{}")
+    assert suite.jobs_for(args(500_000)) == []  # that run is finished
+    (job,) = suite.jobs_for(args(None))  # the suite's budget: the MinAtar paper's 5M frames
+    config = job[1][0]
+    assert config.steps == 5_000_000 and Path(config.run_dir).name == "preset"
+    (job,) = suite.jobs_for(args(1_000_000))
+    assert job[1][0].steps == 1_000_000 and Path(job[1][0].run_dir).name == "steps=1000000"
+    assert suite.budget("pomdp", "trustpg/CartPoleNoVel-v1") == 50_000
+    assert suite.budget("mujoco-v5", "Hopper-v5") == 1_000_000
+    with pytest.raises(SystemExit, match="--steps 5000"):
+        suite.parse_sets(["steps=5000"])  # once silently overridden by --steps
