@@ -86,10 +86,10 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 def variant_name(
     env: str, sets: dict[str, Any], preset_name: str = "mujoco", steps: int | None = None,
-    budget: int | None = None,
+    suite_steps: int | None = None,
 ) -> str:  # fmt: skip
     """``preset``, or the fields of ``sets`` that differ from the suite's preset, sorted, and
-    ``steps=N`` when the run's ``steps`` is not the suite's ``budget``."""
+    ``steps=N`` when the run's ``steps`` is not the suite's budget ``suite_steps``."""
     import json
 
     from trustpg.config.presets import preset_overrides
@@ -101,7 +101,7 @@ def variant_name(
     diff = {k: ours[k] for k in sets if base.get(k) != ours[k]}
     # A string as --set takes it (policy=gru), anything else as JSON (normalize_obs=false).
     shown = {k: v if isinstance(v, str) else json.dumps(v, separators=(",", ":")) for k, v in diff.items()}
-    if steps is not None and steps != budget:
+    if steps is not None and steps != suite_steps:
         shown["steps"] = str(steps)
     text = ",".join(f"{k}={v}" for k, v in sorted(shown.items()))
     return text or "preset"  # values as --set takes them: normalize_obs=false, hidden_sizes=[32,32]
@@ -177,8 +177,9 @@ def jobs_for(args: argparse.Namespace) -> list[tuple[Any, tuple[Any, ...]]]:
     jobs: list[tuple[Any, tuple[Any, ...]]] = []
     for seed in seeds(args.seeds):
         for env in args.envs:
-            steps = budget(args.suite, env) if args.steps is None else args.steps
-            variant = variant_name(env, sets, preset, steps, budget(args.suite, env))
+            full = budget(args.suite, env)
+            steps = full if args.steps is None else args.steps
+            variant = variant_name(env, sets, preset, steps, full)
             for algo in args.algos:
                 out = run_dir(args.suite, commit, env, algo, variant, seed)
                 if (out / "summary.json").is_file():
