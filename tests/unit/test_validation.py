@@ -57,6 +57,7 @@ BAD_API = [
     ("npg_step_size", -0.1, ValueError, "> 0"),
     ("npg_step_size", "big", TypeError, "a number"),
     ("vpg_lr", 0, ValueError, "> 0"),
+    ("entropy_coef", -0.01, ValueError, ">= 0 (a bonus for entropy"),
     ("vpg_optimizer", "rmsprop", ValueError, "one of sgd, adam"),
     ("damping", -1e-3, ValueError, ">= 0"),
     ("cg_iters", 0, ValueError, ">= 1"),

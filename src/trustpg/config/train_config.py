@@ -99,6 +99,12 @@ class TrainConfig:
     """Family of Box actions: a Gaussian (actions clipped to the box) or a Beta on the box
     (Chou et al. 2017; needs finite bounds). Other action spaces take only "gaussian"."""
 
+    entropy_coef: float = 0.0
+    """Weight c of an entropy bonus in the objective every rule maximises: the surrogate plus
+    c·E_s[H(π(·|s))] (garage's policy_ent_coeff, PPO's ent_coef). It slows the collapse of a
+    discrete policy onto early habits; the trust region stays a KL one, and TRPO's line search
+    accepts a step that improves surrogate plus bonus. With normalised advantages, 0.01 is a
+    common start. 0: off (the seed's objective)."""
     max_kl: float = 0.01
     """KL budget δ for TRPO, and for NPG when npg_step_size is unset."""
     max_kl_final: float | None = None
@@ -314,6 +320,8 @@ def validate(c: TrainConfig) -> None:
           "unset (constant δ) or > 0, e.g. 0.1 × max_kl (a zero budget allows no step)")  # fmt: skip
     _need(c.npg_step_size is None or c.npg_step_size > 0, "npg_step_size", c.npg_step_size, "> 0")
     _need(c.vpg_lr > 0, "vpg_lr", c.vpg_lr, "> 0")
+    _need(c.entropy_coef >= 0, "entropy_coef", c.entropy_coef,
+          ">= 0 (a bonus for entropy; a negative weight would push the policy to collapse)")  # fmt: skip
     _need(c.damping >= 0, "damping", c.damping, ">= 0")
     _need(c.cg_tol >= 0, "cg_tol", c.cg_tol, ">= 0")
     _need(c.step_timeout >= 0, "step_timeout", c.step_timeout, ">= 0 seconds (0 = no limit)")

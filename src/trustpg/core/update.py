@@ -2,7 +2,8 @@
 (:class:`StepStats`), its protocol (:class:`UpdateRule`), the surrogate and the trust-region scale.
 
 All rules maximise the importance-weighted surrogate L(θ') = E[π_θ'(a|s)/π_θ(a|s) · Â(s,a)],
-whose gradient at θ' = θ is the policy gradient g (the rules are in :mod:`trustpg.core.rules`).
+whose gradient at θ' = θ is the policy gradient g (the rules are in :mod:`trustpg.core.rules`),
+plus, if the batch asks for it, an entropy bonus c · E_s[H(π_θ'(·|s))].
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ SkipReason = Literal[
 
 @dataclass(frozen=True)
 class PolicyBatch:
-    """What an update needs: states, actions taken, and their advantage estimates (all ``[B,…]``)."""
+    """What an update needs: states, actions taken, and their advantage estimates (all ``[B,…]``),
+    and the weight c of the entropy bonus in the objective (0: the surrogate alone)."""
 
     obs: Tensor
     actions: Tensor
     advantages: Tensor
+    entropy_coef: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -75,9 +78,18 @@ class StepStats:
 
 
 def surrogate(dist: Distribution, batch: PolicyBatch, logp_old: Tensor) -> Tensor:
-    """L = mean_i[ exp(log π_θ'(a_i|s_i) − log π_θ(a_i|s_i)) · Â_i ] (Schulman et al. 2015, eq. 14)."""
+    """L = mean_i[ exp(log π_θ'(a_i|s_i) − log π_θ(a_i|s_i)) · Â_i ] (Schulman et al. 2015, eq. 14),
+    plus c · mean_i[ H(π_θ'(·|s_i)) ] when the batch's ``entropy_coef`` c is not 0.
+
+    The bonus is the exact entropy of each state's action distribution (a masked one's over its
+    valid actions), not an estimate from the sampled actions; it changes the objective only: the
+    trust region (the KL and its Fisher) is the same with or without it.
+    """
     ratio = torch.exp(dist.log_prob(batch.actions) - logp_old)
-    return (ratio * batch.advantages).mean()
+    objective = (ratio * batch.advantages).mean()
+    if batch.entropy_coef != 0.0:
+        objective = objective + batch.entropy_coef * dist.entropy().mean()
+    return objective
 
 
 def trust_region_scale_of(xFx: float, max_kl: float) -> float:

@@ -45,7 +45,8 @@ class UpdateRecord(Mapping[str, Any]):
     )  # fmt: skip
     mean_length: float = _col("mean length of those episodes")
     surrogate_before: float = _col(
-        "surrogate objective E[π/π_old · A] before the step (≈ 0 with normalised advantages)"
+        "surrogate objective E[π/π_old · A] before the step (≈ 0 with normalised advantages), "
+        "plus entropy_coef · E[H(π)] when the entropy bonus is on"
     )
     surrogate_after: float = _col(
         "the surrogate after the step: the improvement the step claims on the batch"

@@ -188,7 +188,7 @@ class Trainer:
             rule = rule.with_kl_budget(kl_budget(c.max_kl, c.max_kl_final, self.env_steps, c.steps))
         # The critic fit only starts after the update, so the update may use both threads.
         with clock.phase("update"), torch_threads(self.update_threads):
-            stats = rule.update(self.actor, PolicyBatch(obs, actions, policy_adv))
+            stats = rule.update(self.actor, PolicyBatch(obs, actions, policy_adv, c.entropy_coef))
         stats = self._keep_finite(theta, stats)
         if batch.critic_input is not None:  # a recurrent critic is fitted on sequences [N, T]
             self.critic_fit.start(batch.critic_input, returns.transpose(0, 1).contiguous())
