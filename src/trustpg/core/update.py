@@ -48,7 +48,8 @@ class StepStats:
 
     surrogate_before: float
     surrogate_after: float
-    #: ½ xᵀ F x, the second-order prediction of the mean KL of the step x.
+    #: ½ xᵀ(F + λI) x, the damped quadratic model of the step x's mean KL that NPG and TRPO scale
+    #: to δ; the KL's own second-order term ½ xᵀFx is smaller by ½λ‖x‖².
     predicted_kl: float
     #: E_s[KL(π_old ‖ π_new)] measured after the step on the batch.
     measured_kl: float

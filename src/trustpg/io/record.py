@@ -52,7 +52,8 @@ class UpdateRecord(Mapping[str, Any]):
         "the surrogate after the step: the improvement the step claims on the batch"
     )
     predicted_kl: float = _col(
-        "½xᵀFx, the second-order prediction of the step's mean KL (≈ `max_kl` for TRPO/NPG)"
+        "½xᵀ(F + λI)x, the damped quadratic model TRPO/NPG scale the step by (`max_kl` for a full "
+        "step); the KL's own second-order prediction ½xᵀFx is ½λ‖x‖² smaller"
     )
     measured_kl: float = _col(
         "E_s[KL(π_old ‖ π_new)] measured on the batch after the step; TRPO keeps it ≤ `max_kl`",
