@@ -101,10 +101,11 @@ class TrainConfig:
 
     entropy_coef: float = 0.0
     """Weight c of an entropy bonus in the objective every rule maximises: the surrogate plus
-    c·E_s[H(π(·|s))] (garage's policy_ent_coeff, PPO's ent_coef). It slows the collapse of a
-    discrete policy onto early habits; the trust region stays a KL one, and TRPO's line search
-    accepts a step that improves surrogate plus bonus. With normalised advantages, 0.01 is a
-    common start. 0: off (the seed's objective)."""
+    c·E_s[H(π(·|s))] (garage's policy_ent_coeff, PPO's ent_coef), against a policy that settles
+    early on a few actions; the trust region stays a KL one, and TRPO's line search accepts a step
+    that improves surrogate plus bonus. With normalised advantages 0.001-0.01 is the usual range
+    (on MinAtar Breakout 0.01 and 0.03 did not move TRPO's plateau: docs/benchmarks.md).
+    0: off (the seed's objective)."""
     max_kl: float = 0.01
     """KL budget δ for TRPO, and for NPG when npg_step_size is unset."""
     max_kl_final: float | None = None
