@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from trustpg.config.train_config import TrainConfig, usable_cores
 from trustpg.core.advantages import gae, normalize
+from trustpg.core.distributions import Distribution
 from trustpg.core.linalg import flat_params, set_flat_params
 from trustpg.core.moments import RunningMeanStd
 from trustpg.core.optim import Adam
@@ -295,6 +296,16 @@ class Trainer:
 
         A recurrent actor continues from ``state[0]`` (``[B, S]``) and leaves its next state there;
         an empty list (an episode's first step) or no ``state`` starts from the initial state."""
+        dist = self.distribution(obs, state)
+        a = (dist.mode() if deterministic else dist.sample(generator)).numpy()
+        if isinstance(self.action_space, gym.spaces.Box):
+            return np.clip(a, self.action_space.low, self.action_space.high)
+        return a.astype(self.action_space.dtype)
+
+    @torch.no_grad()
+    def distribution(self, obs: np.ndarray, state: list[Tensor] | None = None) -> Distribution:
+        """The current policy's distribution for raw observations ``[B, ...]`` (``state`` as in
+        :meth:`act`)."""
         c = self.config
         x = np.asarray(obs, np.float64)
         if obs_handling(self.observation_space, c.normalize_obs, c.policy)[0]:
@@ -310,10 +321,7 @@ class Trainer:
                 state[:] = [h]
         else:
             dist = self.actor(x_t)
-        a = (dist.mode() if deterministic else dist.sample(generator)).numpy()
-        if isinstance(self.action_space, gym.spaces.Box):
-            return np.clip(a, self.action_space.low, self.action_space.high)
-        return a.astype(self.action_space.dtype)
+        return dist
 
 
 def _finite_or_none(x: float) -> float | None:
