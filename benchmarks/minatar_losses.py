@@ -13,7 +13,7 @@ column per step), and ``p_save``: the probability that the policy,
 sampling from the turn on, has the paddle where the ball arrives (exact, over the paddle's
 columns: the ball's course does not depend on the paddle until it arrives; sticky actions left
 out), next to the same probability for uniformly random actions. Writes
-benchmarks/results/minatar_losses.json (command, provenance, per-mode summaries).
+benchmarks/results/minatar_losses.json, or ``--out`` (command, provenance, per-mode summaries).
 """
 
 from __future__ import annotations
@@ -140,6 +140,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--max-steps", type=int, default=10_000)
+    p.add_argument("--out", default="minatar_losses.json", help="file name under benchmarks/results/")
     args = p.parse_args()
     from trustpg.io.manifest import provenance
 
@@ -155,7 +156,7 @@ def main() -> None:
     command = "python benchmarks/minatar_losses.py " + " ".join(sys.argv[1:])
     RESULTS.mkdir(exist_ok=True)
     record = {"command": command, "provenance": provenance(), "results": results}
-    (RESULTS / "minatar_losses.json").write_text(json.dumps(record, indent=2) + "\n")
+    (RESULTS / args.out).write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":
