@@ -127,7 +127,7 @@ def agent_from(args: argparse.Namespace) -> Any:
     if args.checkpoint:
         return TRPO.load(args.checkpoint)
     over = preset_overrides("classic", ENV)
-    over.update(policy="mlp", progress=False, tensorboard=False, run_dir=None)
+    over.update(policy="mlp", progress=False, tensorboard=False)
     agent = TRPO(ENV, seed=args.seed, **over)
     agent.learn(args.train_steps)
     return agent
