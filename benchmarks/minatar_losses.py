@@ -9,10 +9,10 @@ ball it finds the *turn*, the last step at which the ball's landing column (wher
 paddle's row; benchmarks/minatar_scripted.py) changed, and records the paddle's distance to that
 column (or to the ball's column the step before, which also catches it) then, the moves left
 before the ball arrives (``reachable`` when the distance is at most that: the paddle moves one
-column per step), and ``p_save``: the probability that the policy,
-sampling from the turn on, has the paddle where the ball arrives (exact, over the paddle's
-columns: the ball's course does not depend on the paddle until it arrives; sticky actions left
-out), next to the same probability for uniformly random actions. Writes
+column per step), and ``p_save``: the probability that the policy, sampling from the turn on,
+has the paddle where the ball arrives (exact, over the paddle's columns: the ball's course does
+not depend on the paddle until it arrives; sticky actions left out), next to the same
+probability for uniformly random actions. Writes
 benchmarks/results/minatar_losses.json, or ``--out`` (command, provenance, per-mode summaries).
 """
 
@@ -96,15 +96,15 @@ def play(agent: Any, episodes: int, deterministic: bool, max_steps: int) -> dict
     for k in range(episodes):
         obs, _ = env.reset(seed=1000 + k)
         snapshots: list[Any] = []
-        total, done = 0.0, False
-        while not done and len(snapshots) < max_steps:
+        total, terminated, truncated = 0.0, False, False
+        while not (terminated or truncated) and len(snapshots) < max_steps:
             snapshots.append(copy.deepcopy(game))
             dist = agent.trainer.distribution(np.asarray(obs)[None])
             action = int((dist.mode() if deterministic else dist.sample(gen))[0])
             obs, r, terminated, truncated, _ = env.step(action)
-            total, done = total + float(r), terminated or truncated
+            total += float(r)
         returns.append(total)
-        if done:
+        if terminated:  # the ball was lost (a time limit or --max-steps is not a loss)
             losses.append({"episode": k, "return": total, "length": len(snapshots),
                            **analyse_loss(snapshots, probs_at)})  # fmt: skip
     reachable = [x for x in losses if x["reachable"]]
