@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 import torch
 from _image_envs import ENV_ID
@@ -41,12 +42,35 @@ def test_images_get_a_cnn_and_stay_uint8_in_the_batch(caplog):
     agent.close()
 
 
-def test_cnn_resume_is_bit_exact(tmp_path):
+def test_normalize_images_feeds_the_cnn_frames_normalised_per_cell():
+    """normalize_images=true: float32 frames standardised with the running statistics of each
+    pixel (as an MLP's observations), the trunk unscaled; acting sees the same frames."""
+    agent = TRPO(ENV_ID, seed=0, normalize_images=True, **SMALL)
+    assert agent.policy.trunk.scale == 1.0 and agent.critic.trunk.scale == 1.0
+    agent.learn(512)  # statistics from four batches
+    t = agent.trainer
+    col = t._ensure_collector()
+    raw = np.stack([e.unwrapped._frame() for e in col.env.unwrapped.envs]).astype(np.float64)
+    std = np.sqrt(t.obs_rms.var + 1e-8)  # per pixel, [12, 12, 1]
+    assert std.min() > 10  # every column has been lit: a pixel is 0 or 255, its std far from 1
+    want = np.clip((raw - t.obs_rms.mean) / std, -10, 10).reshape(2, -1)
+    with torch.no_grad():  # acting on raw frames normalises them the same way
+        direct = t.actor(torch.as_tensor(want, dtype=torch.float32)).probs
+    torch.testing.assert_close(t.distribution(raw).probs, direct)
+    batch = col.collect(t.actor, t.critic, 1)  # (then updates the statistics)
+    assert batch.obs.dtype == torch.float32 and batch.obs.shape == (1, 2, 144)
+    np.testing.assert_allclose(batch.obs[0].numpy(), want, rtol=1e-5, atol=1e-5)
+    assert TRPO(ENV_ID, **SMALL).policy.trunk.scale == 1 / 255  # off by default: pixels scaled
+    agent.close()
+
+
+@pytest.mark.parametrize("images", [False, True], ids=["uint8", "normalize_images"])
+def test_cnn_resume_is_bit_exact(tmp_path, images):
     steps = 8 * 128
-    whole = TRPO(ENV_ID, seed=0, **SMALL)
+    whole = TRPO(ENV_ID, seed=0, normalize_images=images, **SMALL)
     rows_whole: list = []
     whole.learn(steps, callback=rows_whole.append)
-    first = TRPO(ENV_ID, seed=0, **SMALL)
+    first = TRPO(ENV_ID, seed=0, normalize_images=images, **SMALL)
     rows: list = []
     first.learn(steps // 2, callback=rows.append, run_dir=tmp_path)
     first.close()

@@ -39,6 +39,7 @@ BAD_API = [
     ("normalize_advantages", 1, TypeError, "true or false"),
     ("normalize_obs", "yes", TypeError, "true or false"),
     ("obs_clip", 0.0, ValueError, "> 0"),
+    ("normalize_images", "on", TypeError, "true or false"),
     ("normalize_reward", None, TypeError, "true or false"),
     ("hidden_sizes", (), ValueError, "positive layer sizes"),
     ("hidden_sizes", (64, 0), ValueError, "positive layer sizes"),
@@ -109,6 +110,13 @@ def test_every_config_field_is_covered_by_a_bad_value():
     """A new field must get its checks (and a row above); Ray fields are tested with the Ray code."""
     covered = {f for f, *_ in BAD_API} | {"workers", "ray_address"}
     assert {f.name for f in dataclasses.fields(TrainConfig)} <= covered
+
+
+def test_normalize_images_needs_normalize_obs():
+    with pytest.raises(
+        ValueError, match=r"normalize_images=True is invalid: must be false with normalize_obs=false"
+    ):
+        TrainConfig(normalize_images=True, normalize_obs=False)
 
 
 def test_agent_factory_validates_too():

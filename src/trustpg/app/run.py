@@ -36,7 +36,7 @@ from trustpg.io.rundir import (
 IDENTITY = (
     "algo", "env", "env_kwargs", "seed", "hidden_sizes", "vf_hidden_sizes", "activation",
     "num_envs", "normalize_obs", "normalize_reward", "vpg_optimizer", "action_dist",
-    "policy",
+    "policy", "normalize_images",
 )  # fmt: skip
 
 

@@ -78,6 +78,10 @@ class TrainConfig:
     """Running mean/std observation normalisation (statistics saved with checkpoints)."""
     obs_clip: float = 10.0
     """Normalised observations are clipped to ±obs_clip."""
+    normalize_images: bool = False
+    """Normalise image observations for the CNN too, per cell (needs normalize_obs). Off, the CNN
+    only scales pixels by 1/high and frames stay uint8 in the batch; on, the batch holds float32
+    frames (fine for MinAtar's 10×10; 4 bytes a pixel for Atari). See docs/benchmarks.md (MinAtar)."""
     normalize_reward: bool = False
     """Scale rewards by the running std of the discounted return (as SB3's VecNormalize)."""
 
@@ -332,6 +336,8 @@ def validate(c: TrainConfig) -> None:
     _need(c.ng_angle_states >= 0, "ng_angle_states", c.ng_angle_states, ">= 0 (0 turns it off)")
     _need(c.vf_lr > 0, "vf_lr", c.vf_lr, "> 0")
     _need(c.obs_clip > 0, "obs_clip", c.obs_clip, "> 0")
+    _need(c.normalize_obs or not c.normalize_images, "normalize_images", c.normalize_images,
+          "false with normalize_obs=false (it extends observation normalisation to images)")  # fmt: skip
     _need(len(c.hidden_sizes) >= 1 and all(h >= 1 for h in c.hidden_sizes),
           "hidden_sizes", c.hidden_sizes, "one or more positive layer sizes")  # fmt: skip
     vf = c.vf_hidden_sizes

@@ -4,7 +4,8 @@ frames of at least 36×36 pixels, and for smaller ones the MinAtar network (Youn
 3×3/1 filters, 128 units), whose frames (10×10) a stride-4 8×8 filter would not fit.
 
 A frame arrives as the rollout stores it, ``uint8`` (or flattened, as the critic's values are
-computed), and is scaled here by 1/high (1/255 for pixels; MinAtar's 0/1 channels unscaled).
+computed), and is scaled here by 1/high (1/255 for pixels; MinAtar's 0/1 channels unscaled), or
+arrives normalised per cell, float32, with ``normalize_images`` (:func:`make_cnn`).
 Channels are first when the first axis is the smallest (``(4, 84, 84)`` from a frame stack), else
 last (``(10, 10, C)``, the Gymnasium image convention); a 2-D frame has one channel.
 """
@@ -98,7 +99,7 @@ class CNNActor(nn.Module):
 
     def __init__(
         self, space: gym.spaces.Box, action_dim: int, kind: ActionKind, log_std_init: float = 0.0,
-        nvec: tuple[int, ...] = (),
+        nvec: tuple[int, ...] = (), scale: float | None = None,
     ) -> None:  # fmt: skip
         super().__init__()
         layout = image_layout(space)
@@ -107,7 +108,7 @@ class CNNActor(nn.Module):
         if kind == "beta":
             raise ValueError("action_dist='beta' is for the MLP and recurrent policies, not the CNN")
         self.kind, self.nvec, self.action_dim = kind, tuple(nvec), action_dim
-        self.trunk = ConvTrunk(*layout, pixel_scale(space))
+        self.trunk = ConvTrunk(*layout, pixel_scale(space) if scale is None else scale)
         self.head = _init(nn.Linear(self.trunk.features, action_dim), POLICY_HEAD_GAIN)
         if kind == "gaussian":
             self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
@@ -119,12 +120,12 @@ class CNNActor(nn.Module):
 class CNNCritic(nn.Module):
     """V_φ(frame), shape ``[B]``: its own conv trunk (actor and critic share nothing, as in TRPO)."""
 
-    def __init__(self, space: gym.spaces.Box) -> None:
+    def __init__(self, space: gym.spaces.Box, scale: float | None = None) -> None:
         super().__init__()
         layout = image_layout(space)
         if layout is None:
             raise ValueError(f"a CNN critic needs image observations (a 2-D or 3-D Box), got {space}")
-        self.trunk = ConvTrunk(*layout, pixel_scale(space))
+        self.trunk = ConvTrunk(*layout, pixel_scale(space) if scale is None else scale)
         self.head = _init(nn.Linear(self.trunk.features, 1), VALUE_HEAD_GAIN)
 
     def forward(self, obs: Tensor) -> Tensor:
@@ -132,10 +133,17 @@ class CNNCritic(nn.Module):
 
 
 def make_cnn(
-    observation_space: gym.Space, action_space: gym.Space, log_std_init: float, action_dist: BoxDist
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    log_std_init: float,
+    action_dist: BoxDist,
+    normalized: bool = False,
 ) -> tuple[CNNActor, CNNCritic]:
-    """The CNN actor and critic for these spaces."""
+    """The CNN actor and critic for these spaces; frames arrive ``normalized`` per cell (then
+    unscaled) or raw (scaled by :func:`pixel_scale`)."""
     if not isinstance(observation_space, gym.spaces.Box):
         raise ValueError(f"a CNN policy needs image observations (a 2-D or 3-D Box), got {observation_space}")
     h = head_of(observation_space, action_space, action_dist)
-    return CNNActor(observation_space, h.dim, h.kind, log_std_init, h.nvec), CNNCritic(observation_space)
+    scale = 1.0 if normalized else None
+    actor = CNNActor(observation_space, h.dim, h.kind, log_std_init, h.nvec, scale)
+    return actor, CNNCritic(observation_space, scale)

@@ -98,7 +98,9 @@ class RolloutWorker:
         n = c.num_envs // c.workers
         env = EnvSource(c.env, c.env_kwargs_dict()).make_vec(n, c.vectorization)
         # Rewards stay raw here: the learner scales them with statistics merged over all workers.
-        normalize, compact = obs_handling(env.single_observation_space, c.normalize_obs, c.policy)
+        normalize, compact = obs_handling(
+            env.single_observation_space, c.normalize_obs, c.policy, c.normalize_images
+        )
         self.collector = Collector(
             env, env_seed, normalize, c.obs_clip, False, c.gamma, step_timeout=c.step_timeout,
             compact_frames=compact,

@@ -77,13 +77,17 @@ def normalize_obs(
     return z
 
 
-def obs_handling(space: gym.Space, requested: bool, policy: str) -> tuple[bool, bool]:
+def obs_handling(space: gym.Space, requested: bool, policy: str, images: bool = False) -> tuple[bool, bool]:
     """(normalise, keep frames compact) for observations of ``space``: images for a CNN (``policy``
     auto or cnn, :mod:`trustpg.nets.cnn`) stay uint8 and are not normalised, the CNN scales them
-    (said once in the log); anything else is normalised as ``requested``, in float32."""
+    (said once in the log), unless ``images`` (``normalize_images``) asks for per-cell
+    normalisation too; anything else is normalised as ``requested``, in float32."""
     cnn = policy in ("auto", "cnn") and image_layout(space) is not None
+    if cnn and requested and images:
+        return True, False
     if cnn and requested:
-        announce_off("observation normalisation", "the observations are images", "the CNN scales the pixels")
+        instead = "the CNN scales the pixels (normalize_images=true normalises them per cell)"
+        announce_off("observation normalisation", "the observations are images", instead)
     return requested and not cnn, cnn
 
 

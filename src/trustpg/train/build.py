@@ -69,7 +69,8 @@ def networks(
                 f"curvature={c.curvature!r} is invalid: must be cg for image observations (a CNN "
                 "policy): kfac, kfac-cg, diagonal and empirical are written for Linear layers"
             )
-        cnn_actor, cnn_critic = make_cnn(obs_space, act_space, c.log_std_init, c.action_dist)
+        normalized = c.normalize_obs and c.normalize_images  # rollout.obs_handling
+        cnn_actor, cnn_critic = make_cnn(obs_space, act_space, c.log_std_init, c.action_dist, normalized)
         return (actor if actor is not None else cnn_actor), cnn_critic
     if kind == "mlp":
         made = actor if actor is not None else make_actor(

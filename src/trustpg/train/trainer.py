@@ -123,7 +123,9 @@ class Trainer:
         if self.collector is None:
             c = self.config
             env = self.env_source.make_vec(c.num_envs, c.vectorization)
-            normalize, compact = obs_handling(env.single_observation_space, c.normalize_obs, c.policy)
+            normalize, compact = obs_handling(
+                env.single_observation_space, c.normalize_obs, c.policy, c.normalize_images
+            )
             col = Collector(
                 env, c.seed, normalize, c.obs_clip, c.normalize_reward, c.gamma,
                 obs_rms=self.obs_rms, ret_rms=self.ret_rms, generator=self.action_generator,
@@ -308,7 +310,7 @@ class Trainer:
         :meth:`act`)."""
         c = self.config
         x = np.asarray(obs, np.float64)
-        if obs_handling(self.observation_space, c.normalize_obs, c.policy)[0]:
+        if obs_handling(self.observation_space, c.normalize_obs, c.policy, c.normalize_images)[0]:
             x = (x - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
             x = np.clip(x, -c.obs_clip, c.obs_clip)
             if tail := int(getattr(self.observation_space, "mask_dim", 0)):  # an action mask stays raw
