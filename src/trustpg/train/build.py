@@ -17,6 +17,7 @@ from trustpg.io.memory import check_memory
 from trustpg.nets.cnn import image_layout, make_cnn
 from trustpg.nets.policies import Critic, action_kind, make_actor, obs_dim
 from trustpg.nets.recurrent import make_recurrent
+from trustpg.sampling.rollout import obs_handling
 
 log = logging.getLogger("trustpg")
 
@@ -69,7 +70,7 @@ def networks(
                 f"curvature={c.curvature!r} is invalid: must be cg for image observations (a CNN "
                 "policy): kfac, kfac-cg, diagonal and empirical are written for Linear layers"
             )
-        normalized = c.normalize_obs and c.normalize_images  # rollout.obs_handling
+        normalized = obs_handling(obs_space, c.normalize_obs, c.policy, c.normalize_images)[0]
         cnn_actor, cnn_critic = make_cnn(obs_space, act_space, c.log_std_init, c.action_dist, normalized)
         return (actor if actor is not None else cnn_actor), cnn_critic
     if kind == "mlp":

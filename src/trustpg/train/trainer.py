@@ -29,7 +29,7 @@ from trustpg.io.record import UpdateRecord
 from trustpg.nets.recurrent import is_recurrent
 from trustpg.sampling.distributed import RayCollector
 from trustpg.sampling.protocol import Sampler
-from trustpg.sampling.rollout import Batch, Collector, obs_handling
+from trustpg.sampling.rollout import NORM_EPS, Batch, Collector, obs_handling
 from trustpg.train.build import check_memory_for, make_rule, networks
 from trustpg.train.value import CriticFitter
 
@@ -311,7 +311,7 @@ class Trainer:
         c = self.config
         x = np.asarray(obs, np.float64)
         if obs_handling(self.observation_space, c.normalize_obs, c.policy, c.normalize_images)[0]:
-            x = (x - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
+            x = (x - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + NORM_EPS)
             x = np.clip(x, -c.obs_clip, c.obs_clip)
             if tail := int(getattr(self.observation_space, "mask_dim", 0)):  # an action mask stays raw
                 x[..., -tail:] = np.asarray(obs, np.float64)[..., -tail:]
