@@ -207,3 +207,17 @@ def test_resume_refuses_another_action_distribution_and_accepts_a_config_older_t
     del config["action_dist"]
     (run / "config.json").write_text(json.dumps(config))
     assert main(["train", "--resume", str(run), "--steps", "512", "--no-progress"]) == 0
+
+
+def test_a_namespaced_env_id_gives_one_run_folder_not_nested_ones(tmp_path, monkeypatch):
+    """``--env trustpg/CartPoleNoVel-v1`` without --run-name: the default name keeps the env id,
+    with '/' made '_', so the run is one folder of the run dir (as compare's and tune's defaults)."""
+    from trustpg.app.compare_args import parse_args
+
+    args = ["train", "--run-dir", str(tmp_path), "--env", "trustpg/CartPoleNoVel-v1", "--steps", "128"]
+    assert main([*args, *FAST]) == 0
+    (run,) = tmp_path.iterdir()
+    assert run.name.startswith("trustpg_CartPoleNoVel-v1__trpo__s0__") and (run / "config.json").is_file()
+    monkeypatch.chdir(tmp_path)
+    compare, _ = parse_args(["--env", "ALE/Pong-v5"])
+    assert compare.out == Path("runs") / "compare__ALE_Pong-v5"

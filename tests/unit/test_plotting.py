@@ -32,6 +32,21 @@ def test_runs_with_different_configs_are_two_lines_labelled_by_the_difference(tm
         fake_run(tmp_path, "v0", 5, algo="vpg"),
         fake_run(tmp_path, "v1", 5, seed=1, algo="vpg", max_kl=0.05),  # VPG reads no max_kl
         fake_run(tmp_path, "k0", 5, algo="vpg", env_kwargs='{"sutton_barto_reward": true}'),
+        # nor the natural gradient's back end and the line search's distance
+        fake_run(
+            tmp_path,
+            "v2",
+            5,
+            seed=2,
+            algo="vpg",
+            curvature="kfac",
+            kfac_decay=0.5,
+            pcg_iters=3,
+            ng_angle_states=1024,
+            kl="max",
+        ),
+        fake_run(tmp_path, "n0", 5, algo="npg", kl="mean"),
+        fake_run(tmp_path, "n1", 5, seed=1, algo="npg", kl="max"),  # NPG has no line search
     ]
     lines = curves(runs, note=lambda _: None)
     labels = {g.label: c.n for g, c in lines.items()}
@@ -40,11 +55,12 @@ def test_runs_with_different_configs_are_two_lines_labelled_by_the_difference(tm
     assert labels == {
         "TRPO max_kl=0.01": 2,
         "TRPO max_kl=0.02": 1,
-        "VPG env_kwargs={}": 2,
+        "VPG env_kwargs={}": 3,
+        "NPG": 2,
         'VPG env_kwargs={"sutton_barto_reward": true}': 1,
     }
     fig = draw(lines, "env_steps", "mean_return")
-    assert len(fig.axes[0].get_lines()) == 4
+    assert len(fig.axes[0].get_lines()) == 5
 
 
 def test_a_line_is_cut_where_its_shortest_run_ends_and_a_note_says_so(tmp_path, capsys):

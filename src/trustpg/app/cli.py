@@ -2,20 +2,20 @@
 
 ``train`` is generated from :class:`trustpg.config.train_config.TrainConfig` by tyro, so
 ``trustpg train --help`` documents every hyperparameter. Errors in user input print one line and
-exit with status 2. Heavy modules (torch, gymnasium) are imported inside the commands, after their
-arguments are parsed, so ``--help`` and ``--version`` answer without them (tests/integration/
+exit with status 2 (every command's parser is a :class:`~trustpg.app.guard.OneLineParser`). Heavy
+modules (torch, gymnasium, matplotlib) are imported inside the commands, after their arguments are
+parsed, so ``--help``, ``--version`` and a bad option answer without them (tests/integration/
 test_fast_start.py checks ``sys.modules``).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
 from trustpg.app import interrupts
-from trustpg.app.guard import fail, guarded
+from trustpg.app.guard import OneLineParser, fail, guarded
 from trustpg.app.train_args import cmd_train, import_env_modules
 from trustpg.config.train_config import MAX_SEED
 from trustpg.errors import UserError
@@ -86,9 +86,7 @@ def _check_video_target(out: Path) -> None:
 
 
 def cmd_eval(argv: list[str]) -> int:
-    from trustpg.train.agent import FOR_EVALUATION, Agent
-
-    p = argparse.ArgumentParser(prog="trustpg eval", description="Evaluate a trained agent.")
+    p = OneLineParser(prog="trustpg eval", description="Evaluate a trained agent.")
     p.add_argument("run", type=Path, help="run directory or .safetensors checkpoint")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--checkpoint", choices=["last", "best"], default="last")
@@ -112,6 +110,8 @@ def cmd_eval(argv: list[str]) -> int:
                         "(episode k uses seed + k; Gymnasium seeds are non-negative)")  # fmt: skip
     if args.video is not None:
         _check_video_target(args.video)
+    from trustpg.train.agent import FOR_EVALUATION, Agent
+
     import_env_modules(args.env_module)
     if args.video is not None and not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", "egl")  # headless MuJoCo rendering
@@ -128,27 +128,28 @@ def cmd_eval(argv: list[str]) -> int:
 
 
 def cmd_plot(argv: list[str]) -> int:
-    from trustpg.io.plotting import plot_runs
-
     interrupts.release()
-
-    p = argparse.ArgumentParser(prog="trustpg plot", description="Plot learning curves.")
+    p = OneLineParser(prog="trustpg plot", description="Plot learning curves.")
     p.add_argument("runs", type=Path, nargs="+", help="run directories (holding metrics.csv)")
     p.add_argument("--out", type=Path, default=Path("curves.png"))
     p.add_argument("--x", default="env_steps", help="x column: env_steps or wall_time")
     p.add_argument("--y", default="mean_return", help="any metrics.csv column")
     args = p.parse_args(argv)
+    from trustpg.io.plotting import plot_runs
+
     out = plot_runs(args.runs, args.out, x=args.x, y=args.y)
     print(f"wrote {out}")
     return 0
 
 
 def cmd_compare(argv: list[str]) -> int:
-    from trustpg.app.compare import compare_main
+    from trustpg.app.compare_args import parse_args
 
     interrupts.release()
+    args, rest = parse_args(argv)
+    from trustpg.app.compare import compare_main
 
-    return compare_main(argv)
+    return compare_main(argv, args, rest)
 
 
 def cmd_tune(argv: list[str]) -> int:
@@ -164,4 +165,4 @@ def cmd_experiment(argv: list[str]) -> int:
 
     interrupts.release()
 
-    return run_experiment(argv)
+    return run_experiment(argv, OneLineParser)

@@ -26,6 +26,7 @@ from trustpg.io.rundir import (
     check_new_run,
     check_not_foreign,
     checkpoint_file,
+    env_part,
     locked,
     read_json,
     write_json,
@@ -95,7 +96,8 @@ def check_resume(run: Path, saved: dict[str, Any], config: TrainConfig) -> dict[
 
 
 def run_name(config: TrainConfig) -> str:
-    return config.run_name or f"{config.env}__{config.algo}__s{config.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return config.run_name or f"{env_part(config.env)}__{config.algo}__s{config.seed}__{stamp}"
 
 
 def train_in_dir(config: TrainConfig, resume: Path | None) -> int:

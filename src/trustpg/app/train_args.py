@@ -114,11 +114,13 @@ def _one_line_parse_errors() -> Iterator[None]:
 
 
 def _box_text(box: str) -> str:
-    """The message inside tyro's error box: its lines up to the first rule, joined."""
+    """The message inside tyro's error box: its lines up to the first rule, joined. The box is
+    drawn in Unicode on a terminal and in ASCII (rules of '-', no sides) when the console is not
+    one (stdout redirected into a file or a buffer)."""
     lines: list[str] = []
     for raw in box.splitlines()[1:]:  # the first line is the box's title
         text = raw.strip().strip("│╭╮╰╯").strip()
-        if set(text) <= set("─ "):
+        if set(text) <= set("─- "):
             if lines:
                 break
             continue

@@ -28,6 +28,7 @@ from trustpg.app.tune_space import load_space
 from trustpg.app.tune_trial import BadTrial, Tune, objective, optuna_module
 from trustpg.config.train_config import usable_cores
 from trustpg.errors import UserError
+from trustpg.io.rundir import check_creatable, env_part
 
 RESERVED = ("--algo", "--env", "--steps", "--seed", "--run-dir", "--run-name", "--resume",
             "--eval-every", "--eval-episodes")  # fmt: skip
@@ -76,7 +77,7 @@ def parse_args(argv: list[str]) -> Tune:
     if clash:
         raise UserError(f"trustpg tune sets {', '.join(clash)} itself; use its own options "
                         "(trustpg tune --help)")  # fmt: skip
-    out = args.out or Path("runs") / f"tune__{args.env}__{args.algo}"
+    out = args.out or Path("runs") / f"tune__{env_part(args.env)}__{args.algo}"
     base, _ = parse_train_args([*rest, "--algo", args.algo, "--env", args.env, "--steps",
                                 str(args.steps), "--seed", str(args.seed), "--eval-episodes",
                                 str(args.eval_episodes)])  # fmt: skip
@@ -155,7 +156,6 @@ def prepare(t: Tune) -> Any:
     """Before any trial: the study is this tune's (same base config) and interrupted trials are
     queued again with their parameters."""
     from trustpg.io.plotting import result_fields
-    from trustpg.io.rundir import check_creatable
 
     optuna_module()  # not installed: one line (MissingExtra) before anything is created
     check_creatable(t.out)

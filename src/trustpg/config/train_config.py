@@ -117,7 +117,7 @@ class TrainConfig:
     """Anneal δ linearly in env steps from max_kl (first update) to this value (at `steps`); unset:
     constant δ. A smaller trust region late in training steadies the final policy."""
     npg_step_size: float | None = None
-    """Fixed NPG step α (the seed's rule θ += α F⁻¹g). Unset: α makes ½xᵀFx = max_kl."""
+    """Fixed NPG step α (the seed's rule θ += α F⁻¹g). Unset: α makes ½xᵀ(F + λI)x = max_kl, λ the damping."""
     vpg_lr: float = 0.01
     """VPG learning rate α (θ += α g)."""
     vpg_optimizer: Literal["sgd", "adam"] = "sgd"

@@ -35,10 +35,11 @@ DESCRIPTIONS = {
 _LIST_OPTIONS = ("envs", "variants", "seeds")
 
 
-def run_experiment(argv: list[str]) -> int:
-    """Parse ``NAME [--out DIR] [--smoke]``, run the experiment, list the files it wrote."""
+def run_experiment(argv: list[str], parser: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> int:
+    """Parse ``NAME [--out DIR] [--smoke]`` with ``parser`` (the CLI passes its one-line-error
+    parser), run the experiment, list the files it wrote."""
     epilog = "\n".join(f"  {k:24s}{v}" for k, v in DESCRIPTIONS.items())
-    p = argparse.ArgumentParser(
+    p = parser(
         prog="trustpg experiment",
         description="Run one of the seed's experiments.",
         epilog="experiments:\n" + epilog,

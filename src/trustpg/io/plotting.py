@@ -47,14 +47,16 @@ NOT_RESULT_FIELDS = frozenset({
     "torch_threads", "update_threads", "vectorization", "critic_overlap", "critic_process",
     "workers", "ray_address",
 })  # fmt: skip
-_NATURAL = ("damping", "cg_iters", "cg_tol", "fvp_method", "fvp_stride")
+#: The natural-gradient direction's fields (trustpg.train.build.make_direction).
+_NATURAL = ("damping", "cg_iters", "cg_tol", "fvp_method", "fvp_stride", "curvature", "pcg_iters",
+            "kfac_decay", "ng_angle_states")  # fmt: skip
 #: Fields an algorithm never reads (trustpg.train.build.make_rule): a VPG run is the same
 #: whatever its max_kl.
 UNUSED_BY = {
     "vpg": frozenset(
-        {"max_kl", "max_kl_final", "npg_step_size", "backtrack_ratio", "max_backtracks", *_NATURAL}
+        {"max_kl", "max_kl_final", "npg_step_size", "backtrack_ratio", "max_backtracks", "kl", *_NATURAL}
     ),
-    "npg": frozenset({"vpg_lr", "vpg_optimizer", "backtrack_ratio", "max_backtracks"}),
+    "npg": frozenset({"vpg_lr", "vpg_optimizer", "backtrack_ratio", "max_backtracks", "kl"}),
     "trpo": frozenset({"vpg_lr", "vpg_optimizer", "npg_step_size"}),
 }
 ALGO_COLOURS = {"vpg": "tab:blue", "npg": "tab:orange", "trpo": "tab:green"}

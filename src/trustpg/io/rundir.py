@@ -37,6 +37,12 @@ def is_run(path: Path) -> bool:
     return (path / "config.json").is_file() or (path / "checkpoints").is_dir()
 
 
+def env_part(env: str) -> str:
+    """An env id as part of a default run name: a namespaced id (``MinAtar/Breakout-v1``,
+    ``ALE/Pong-v5``) or a ``module:Env`` id gives one folder, not nested ones."""
+    return env.replace("/", "_").replace("\\", "_").replace(":", "_")
+
+
 def check_name(name: str) -> None:
     if len(name.encode()) > MAX_NAME_BYTES:
         raise UserError(
