@@ -164,6 +164,31 @@ def test_ctrl_c_during_an_import_while_starting_is_clean(tmp_path, module):
     assert not run.exists()
 
 
+def test_ctrl_c_while_resuming_is_held_until_the_run_is_ready(tmp_path):
+    """``--resume`` builds its envs after reading the checkpoint, inside the run's lock. A Ctrl-C
+    there (here from the env's constructor, with a process started as MuJoCo's import starts one)
+    is held like one at any other point of the start: one line, exit 130, the process it started
+    unharmed, the checkpoint and metrics untouched, and the same command then resumes."""
+    run = tmp_path / "run"
+    path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
+    flags = ("--env", "CtrlCAtMake-v0", "--env-module", "_ctrl_c_at_make")
+    first = _start(run, "--steps", "256", *flags, env=env)
+    _, err = _finish(first, timeout=120)
+    assert first.returncode == 0, err
+    checkpoint = (run / "checkpoints" / "last.safetensors").read_bytes()
+    metrics = (run / "metrics.csv").read_bytes()
+    again = _start(run, "--steps", "512", "--resume", str(run), *flags, env={**env, "CTRL_C_AT_MAKE": "1"})
+    out, err = _finish(again, timeout=120)
+    assert again.returncode == 130, (out, err)
+    assert err.strip() == "trustpg: interrupted while starting; nothing was written", err
+    assert (run / "checkpoints" / "last.safetensors").read_bytes() == checkpoint
+    assert (run / "metrics.csv").read_bytes() == metrics
+    resumed = _start(run, "--steps", "512", "--resume", str(run), *flags, env=env)
+    out, err = _finish(resumed, timeout=120)
+    assert resumed.returncode == 0 and "resuming" in out, (out, err)
+
+
 def test_ctrl_c_during_the_final_evaluation_keeps_the_trained_run(tmp_path):
     run = tmp_path / "run"
     proc = _start(run, "--steps", "512", "--eval-episodes", "1000000")

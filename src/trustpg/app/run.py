@@ -117,23 +117,29 @@ def train_in_dir(config: TrainConfig, resume: Path | None) -> int:
 
         check_ray_address(config.ray_address)
     agent = None if resume is not None else Agent(config)  # validates env and sizes, writes nothing
-    interrupts.release()  # a Ctrl-C while starting stops here, before the lock file is written
+    if resume is None:
+        interrupts.release()  # a Ctrl-C while starting stops here, before the lock file is written
     with locked(run):
         if resume is not None:
             changed = check_resume(run, saved_config(run), config)
-            if checkpoint_file(run).is_file():
-                agent = Agent.load(checkpoint_file(run), **changed)
-                print(f"resuming {run} at {agent.num_timesteps} steps; "
-                      f"{max(config.steps - agent.num_timesteps, 0)} to go")  # fmt: skip
-            else:
-                agent = Agent(config)
-                print(f"{run} has no checkpoint yet: starting it from the beginning")
-            for name in changed:
-                print(f"  {name}: {changed[name]!r} (changed on resume, recorded in config.json)")
+            found = checkpoint_file(run).is_file()
+            agent = Agent.load(checkpoint_file(run), **changed) if found else Agent(config)
         elif check_new_run(run):
             print(f"{run} holds a run that never wrote a checkpoint: starting it again")
         assert agent is not None
         try:
+            if resume is not None:
+                # Resuming, the envs were built (and MuJoCo's import started its child process)
+                # just now: a Ctrl-C is held until here, where only the existing run directory's
+                # lock has been taken and nothing written.
+                interrupts.release()
+                if found:
+                    print(f"resuming {run} at {agent.num_timesteps} steps; "
+                          f"{max(config.steps - agent.num_timesteps, 0)} to go")  # fmt: skip
+                else:
+                    print(f"{run} has no checkpoint yet: starting it from the beginning")
+                for name in changed:
+                    print(f"  {name}: {changed[name]!r} (changed on resume, recorded in config.json)")
             return _train(agent, run)
         finally:
             agent.close()
