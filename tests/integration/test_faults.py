@@ -258,8 +258,9 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path, fraction):
     _, path, _ = _trained(tmp_path)
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * fraction)])
-    with pytest.raises(CheckpointError, match=r"not a readable checkpoint.*(truncated|bytes)"):
+    with pytest.raises(CheckpointError, match=r"not a readable checkpoint.*(truncated|bytes)") as err:
         Agent.load(path)
+    assert str(path) in str(err.value)
 
 
 @pytest.mark.parametrize("where", ["header_length", "header", "tensor_data"])

@@ -213,7 +213,7 @@ def test_a_second_process_on_the_same_run_directory_is_refused(tmp_path):
     first = _start(run, "--steps", "10000000")
     try:
         _wait_for(lambda: _rows(run) >= 1 or first.poll() is not None, "the first run to start")
-        before = (run / "config.json").read_bytes()
+        before = [(run / name).read_bytes() for name in ("config.json", "manifest.json")]
         for extra in ([], ["--resume", str(run)]):
             cmd = [sys.executable, "-m", "trustpg", "train", "--run-dir", str(tmp_path), "--run-name", "run",
                    "--steps", "512", "--max-kl", "0.02", *extra]  # fmt: skip
@@ -222,8 +222,9 @@ def test_a_second_process_on_the_same_run_directory_is_refused(tmp_path):
             assert (
                 second.stderr.strip().count("\n") == 0
                 and "in use by another trustpg process" in second.stderr
+                and f"(pid {first.pid})" in second.stderr
             )
-        assert (run / "config.json").read_bytes() == before
+        assert [(run / name).read_bytes() for name in ("config.json", "manifest.json")] == before
         assert first.poll() is None
     finally:
         _ctrl_c(first)

@@ -124,13 +124,34 @@ def test_disk_full_while_logging_stops_with_one_line_and_keeps_the_checkpoint(tm
     assert [int(r["update"]) for r in read_metrics(tmp_path / "r" / "metrics.csv")] == list(range(1, 9))
 
 
-@pytest.mark.parametrize(
-    "flags, field",
-    [(["--algo", "npg"], "algo"), (["--env", "Acrobot-v1"], "env"),
-     (["--hidden-sizes", "32", "32"], "hidden_sizes"), (["--num-envs", "4"], "num_envs"),
-     (["--seed", "3"], "seed")],
-)  # fmt: skip
-def test_resume_that_would_change_the_run_is_one_line_and_changes_nothing(tmp_path, capsys, flags, field):
+#: A change of each field of trustpg.app.run.IDENTITY on a CartPole run (action_dist: a Box-action
+#: run, test_resume_refuses_another_action_distribution_...).
+IDENTITY_CHANGES = {
+    "algo": ["--algo", "npg"],
+    "env": ["--env", "Acrobot-v1"],
+    "env_kwargs": ["--env-kwargs", '{"sutton_barto_reward": true}'],
+    "seed": ["--seed", "3"],
+    "hidden_sizes": ["--hidden-sizes", "32", "32"],
+    "vf_hidden_sizes": ["--vf-hidden-sizes", "16"],
+    "activation": ["--activation", "relu"],
+    "num_envs": ["--num-envs", "4"],
+    "normalize_obs": ["--no-normalize-obs"],
+    "normalize_reward": ["--normalize-reward"],
+    "vpg_optimizer": ["--vpg-optimizer", "adam"],
+    "policy": ["--policy", "gru"],
+    "normalize_images": ["--normalize-images"],
+}
+
+
+def test_every_identity_field_has_a_resume_case():
+    from trustpg.app.run import IDENTITY
+
+    assert set(IDENTITY) == {*IDENTITY_CHANGES, "action_dist"}
+
+
+@pytest.mark.parametrize("field", list(IDENTITY_CHANGES))
+def test_resume_that_would_change_the_run_is_one_line_and_changes_nothing(tmp_path, capsys, field):
+    flags = IDENTITY_CHANGES[field]
     run = tmp_path / "r"
     assert _train(tmp_path, "r", "--steps", "256") == 0
     files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
