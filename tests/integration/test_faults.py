@@ -154,6 +154,23 @@ def test_k_consecutive_skips_stop_the_run_clearly(tmp_path, monkeypatch):
     Agent.load(tmp_path / "checkpoints" / "last")
 
 
+def test_k_consecutive_skips_on_the_command_line_exit_1_naming_the_checkpoint(tmp_path, monkeypatch, capsys):
+    """The CLI's side of a TrainingFault: one line on stderr, exit 1, the last checkpoint and the
+    command that continues the run; the checkpoint it names loads."""
+    _cg_breakdown(monkeypatch)
+    run = tmp_path / "r"
+    status = main(["train", "--env", "CartPole-v1", "--run-dir", str(tmp_path), "--run-name", "r",
+                   "--num-envs", "2", "--steps-per-env", "32", "--steps", "100000", "--no-progress",
+                   "--no-tensorboard", "--max-consecutive-skips", "3",
+                   "--checkpoint-every", "1"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert status == 1
+    assert err.count("\n") == 0 and err.startswith("trustpg: stopped: 3 updates in a row were skipped"), err
+    last = run / "checkpoints" / "last.safetensors"
+    assert f"Last checkpoint: {last} (continue with: trustpg train --resume {run})" in err
+    Agent.load(last)
+
+
 def test_a_good_update_resets_the_skip_count(monkeypatch):
     agent = TRPO("CartPole-v1", seed=0, max_consecutive_skips=2, **SMALL)
     real = curvature_mod.conjugate_gradient

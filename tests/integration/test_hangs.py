@@ -339,6 +339,7 @@ def test_ray_connection_that_never_answers_is_cut_at_the_deadline():
 def test_evaluation_cuts_episodes_of_an_env_without_time_limit_and_warns_once(monkeypatch, caplog):
     import trustpg.train.agent as agent_mod
 
+    assert agent_mod.EVAL_MAX_STEPS == 100_000  # the documented default, shortened here
     monkeypatch.setattr(agent_mod, "EVAL_MAX_STEPS", 300)
     agent = TRPO(_toy_envs.ENDLESS_ID, seed=0, **SMALL)
     try:
@@ -354,6 +355,19 @@ def test_evaluation_cuts_episodes_of_an_env_without_time_limit_and_warns_once(mo
         assert "evaluation:" not in caplog.text  # a cap the caller chose is not a surprise
     finally:
         agent.close()
+
+
+def test_eval_max_episode_steps_on_the_command_line_cuts_each_episode(tmp_path, capsys):
+    from trustpg.app.cli import main
+
+    agent = TRPO(_toy_envs.ENDLESS_ID, seed=0, **SMALL)
+    try:
+        path = agent.save(tmp_path / "endless")
+    finally:
+        agent.close()
+    argv = ["eval", str(path), "--episodes", "2", "--max-episode-steps", "7", "--env-module", "_toy_envs"]
+    assert main(argv) == 0
+    assert "(deterministic, 2 episodes): 7.00 ± 0.00" in capsys.readouterr().out
 
 
 def test_evaluation_keeps_the_envs_own_time_limit(monkeypatch, caplog):

@@ -185,6 +185,26 @@ def test_same_seed_is_identical_whatever_the_thread_count_at_construction():
     assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
 
 
+def test_building_and_training_an_agent_leaves_the_global_rngs_untouched():
+    """A user's own torch/NumPy/random draws are not shifted by trustpg: networks are initialised
+    from the seed under a forked RNG, and sampling, minibatches and envs have their own generators
+    (docs/reliability.md, Determinism). Any global draw inside would change the states compared."""
+    import random
+
+    import numpy as np
+
+    torch.manual_seed(123)
+    np.random.seed(123)
+    random.seed(123)
+    before = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+    agent = TRPO("CartPole-v1", seed=4, **SMALL)
+    agent.learn(2 * 128)
+    agent.evaluate(1)
+    assert torch.equal(torch.get_rng_state(), before[0])
+    assert np.array_equal(np.random.get_state()[1], before[1])
+    assert random.getstate() == before[2]
+
+
 # -- the command line: SIGINT mid-run, resume, compare with an uninterrupted run ------------------
 def _train(run: Path, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "trustpg", "train", "--env", "CartPole-v1", "--num-envs", "2",

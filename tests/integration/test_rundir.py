@@ -242,3 +242,15 @@ def test_a_namespaced_env_id_gives_one_run_folder_not_nested_ones(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     compare, _ = parse_args(["--env", "ALE/Pong-v5"])
     assert compare.out == Path("runs") / "compare__ALE_Pong-v5"
+
+
+def test_a_hyperparameter_changed_on_resume_is_printed_and_recorded(tmp_path, capsys):
+    run = tmp_path / "r"
+    assert _train(tmp_path, "r", "--steps", "256") == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--steps", "512", "--max-kl", "0.02", *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "  max_kl: 0.02 (changed on resume, recorded in config.json)" in out
+    assert json.loads((run / "config.json").read_text())["max_kl"] == 0.02
+    _, meta = load_checkpoint(run / "checkpoints" / "last")
+    assert meta["config"]["max_kl"] == 0.02  # the next --resume starts from the changed value

@@ -321,3 +321,13 @@ def test_ctrl_c_while_the_worker_starts_leaves_it_running(capfd, caplog) -> None
         assert all(math.isfinite(x) for x in fitter.take_losses())
     finally:
         fitter.close()
+
+
+def test_the_wait_for_the_critic_worker_is_60_s_or_50_times_its_last_fit():
+    """The documented defaults (docs/reliability.md, No hangs), which the hang tests shorten."""
+    proc = CriticProcess()
+    assert proc.timeout() == 60.0  # before any fit: room to start Python and NumPy
+    proc.last_fit_seconds = 0.5
+    assert proc.timeout() == 60.0
+    proc.last_fit_seconds = 3.0
+    assert proc.timeout() == 150.0
