@@ -195,6 +195,18 @@ def test_killed_async_worker_is_named_with_its_signal():
         agent.close()
 
 
+@pytest.mark.parametrize("vectorization", ["sync", "async"])
+def test_an_env_that_raises_on_the_command_line_is_one_line_exit_1(tmp_path, vectorization):
+    """In an async worker, gymnasium warns the worker's traceback (three red warnings) before it
+    raises the exception in the trainer; the user sees trustpg's one line, as with sync envs."""
+    out, _ = _cli(tmp_path, "--env-module", "_faulty_envs", "--env", _faulty_envs.ENV_ID,
+                  "--env-kwargs", _faulty("raise"), "--vectorization", vectorization, "--num-envs", "2",
+                  "--steps-per-env", "32", "--steps", "100000")  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith("trustpg: stopped: environment 1 raised RuntimeError: simulated crash")
+    assert len(out.stderr.splitlines()) == 1, out.stderr
+
+
 def test_async_worker_exit_on_the_command_line_is_one_line_exit_1(tmp_path):
     out, _ = _cli(tmp_path, "--env-module", "_faulty_envs", "--env", _faulty_envs.ENV_ID,
                   "--env-kwargs", _faulty("exit"), "--vectorization", "async", "--num-envs", "2",

@@ -92,25 +92,34 @@ def test_a_run_with_a_checkpoint_is_continued_only_with_resume(tmp_path, capsys)
     assert (tmp_path / "r" / "metrics.csv").read_bytes() == rows
 
 
-def test_a_failed_first_checkpoint_is_not_a_dead_end(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("again", ["the same command", "--resume"])
+def test_a_failed_first_checkpoint_is_not_a_dead_end(tmp_path, monkeypatch, capsys, again):
     monkeypatch.setattr(agent_mod, "save_checkpoint", _disk_full)
     assert _train(tmp_path, "r", "--steps", "512") == 1
     assert "No space left on device" in _one_error_line(capsys)
     monkeypatch.undo()
     run = tmp_path / "r"
     assert (run / "config.json").is_file() and not (run / "checkpoints" / "last.safetensors").exists()
-    assert main(["train", "--resume", str(run)]) == 0  # starts it from the beginning
-    assert "no checkpoint yet" in capsys.readouterr().out
-    shutil.rmtree(run / "checkpoints")
-    assert _train(tmp_path, "r", "--steps", "512") == 0  # the same command again also works
+    if again == "--resume":
+        assert main(["train", "--resume", str(run)]) == 0  # starts it from the beginning
+        assert "no checkpoint yet" in capsys.readouterr().out
+    else:
+        assert _train(tmp_path, "r", "--steps", "512") == 0
+        assert "never wrote a checkpoint: starting it again" in capsys.readouterr().out
     assert [int(r["update"]) for r in read_metrics(run / "metrics.csv")] == [1, 2, 3, 4]
 
 
-def test_disk_full_while_logging_stops_with_one_line_and_keeps_the_checkpoint(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("written", ["nothing", "half a row"])
+def test_disk_full_while_logging_stops_with_one_line_and_keeps_the_checkpoint(
+    tmp_path, monkeypatch, capsys, written
+):
     real_write = MetricsLogger.write
 
     def write(self, row):
         if row["update"] == 3:
+            if written == "half a row":  # the disk filled in the middle of the line
+                self._file.write("3,384,12,9.5,")
+                self._file.flush()
             _disk_full()
         real_write(self, row)
 
@@ -121,7 +130,9 @@ def test_disk_full_while_logging_stops_with_one_line_and_keeps_the_checkpoint(tm
     assert meta["updates"] == 2
     monkeypatch.undo()
     assert main(["train", "--resume", str(tmp_path / "r")]) == 0
-    assert [int(r["update"]) for r in read_metrics(tmp_path / "r" / "metrics.csv")] == list(range(1, 9))
+    rows = read_metrics(tmp_path / "r" / "metrics.csv")
+    assert [int(r["update"]) for r in rows] == list(range(1, 9))
+    assert all(isinstance(r["mean_return"], float) for r in rows)  # no row glued to a half one
 
 
 #: A change of each field of trustpg.app.run.IDENTITY on a CartPole run (action_dist: a Box-action

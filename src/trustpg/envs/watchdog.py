@@ -26,6 +26,7 @@ import multiprocessing
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -218,7 +219,11 @@ class TimedVectorEnv:
         assert env is not None
         try:
             send(env)
-            return wait(env, self.timeout if self.timeout > 0 else None)
+            with warnings.catch_warnings():
+                # A worker whose env raised: gymnasium warns its traceback in three red lines before
+                # raising it here; the rollout reports it in one line (EnvFault), as for sync envs.
+                warnings.filterwarnings("ignore", _WORKER_ERROR, UserWarning, _ASYNC_MODULE)
+                return wait(env, self.timeout if self.timeout > 0 else None)
         except multiprocessing.TimeoutError:
             silent = [i for i, p in enumerate(env.parent_pipes) if p is not None and not p.poll(0)]
             raise StepTimeout(tuple(silent)) from None
@@ -243,6 +248,13 @@ class TimedVectorEnv:
         with contextlib.suppress(Exception):
             base.close(terminate=True)
         base.closed = True
+
+
+#: gymnasium's warnings (gymnasium.logger.error) about a worker's exception, colour codes and all.
+_WORKER_ERROR = (
+    r"(\x1b\[\d+m)?ERROR: (Received the following error from Worker|Traceback|Raising the last exception)"
+)
+_ASYNC_MODULE = r"gymnasium\.vector\.async_vector_env"
 
 
 def _exited_worker(env: gym.vector.AsyncVectorEnv) -> WorkerExited | None:
