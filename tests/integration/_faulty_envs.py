@@ -3,8 +3,11 @@
 Registered on import as ``trustpg_test/FaultyCartPole-v0``. Sub-env ``fault_env`` of the vector env
 (told apart by its reset seed: the vector env seeds env i with ``seed + i``) misbehaves at its
 ``fault_step``-th step of the run: ``mode`` is ``nan_obs``, ``inf_reward``, ``raise``, ``hang``
-(sleeps forever; ``fault_step=0``: in its first reset) or ``exit`` (``os._exit(3)``: for async
-workers only, it would end the trainer itself in a sync vector env).
+(sleeps forever; ``fault_step=0``: in its first reset), ``exit`` (``os._exit(3)``: for async
+workers only, it would end the trainer itself in a sync vector env), ``nan_final_obs`` (the
+episode ends there with a NaN in its final observation, which the vector env passes in
+``info["final_obs"]``) or ``nan_reset_obs`` (the episode ends there and the reset that follows
+returns a NaN).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 from gymnasium.envs.classic_control import CartPoleEnv
 
 ENV_ID = "trustpg_test/FaultyCartPole-v0"
-MODES = ("nan_obs", "inf_reward", "raise", "hang", "exit")
+MODES = ("nan_obs", "inf_reward", "raise", "hang", "exit", "nan_final_obs", "nan_reset_obs")
 
 
 class FaultyCartPole(gym.Env):
@@ -40,7 +43,11 @@ class FaultyCartPole(gym.Env):
             self.index = seed - self.base_seed
         if self.mode == "hang" and self.fault_step == 0 and self.index == self.fault_env:
             _sleep_forever()
-        return self.inner.reset(seed=seed, options=options)
+        obs, info = self.inner.reset(seed=seed, options=options)
+        if self.mode == "nan_reset_obs" and self.index == self.fault_env and self.steps >= self.fault_step > 0:
+            obs = obs.copy()
+            obs[0] = np.nan
+        return obs, info
 
     def step(self, action):
         self.steps += 1
@@ -52,10 +59,12 @@ class FaultyCartPole(gym.Env):
                 _sleep_forever()
             if self.mode == "exit":
                 os._exit(3)
-            if self.mode == "nan_obs":
+            if self.mode in ("nan_final_obs", "nan_reset_obs"):
+                terminated = True
+            if self.mode in ("nan_obs", "nan_final_obs"):
                 obs = obs.copy()
                 obs[2] = np.nan
-            else:
+            elif self.mode == "inf_reward":
                 reward = float("inf")
         return obs, reward, terminated, truncated, info
 

@@ -49,6 +49,9 @@ def _params(agent: Agent) -> torch.Tensor:
         ("nan_obs", "environment 1 returned a non-finite observation at step 100"),
         ("inf_reward", "environment 1 returned a non-finite reward (inf) at step 100"),
         ("raise", "environment 1 raised RuntimeError: simulated crash in the physics engine at step 100"),
+        # the last observation of an episode that ends (info["final_obs"]), and the reset's after it
+        ("nan_final_obs", "environment 1 returned a non-finite observation at step 100"),
+        ("nan_reset_obs", "environment 1 returned a non-finite observation at step 100"),
     ],
 )
 @pytest.mark.parametrize("vectorization", ["sync", "async"])
