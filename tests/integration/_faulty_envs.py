@@ -44,7 +44,11 @@ class FaultyCartPole(gym.Env):
         if self.mode == "hang" and self.fault_step == 0 and self.index == self.fault_env:
             _sleep_forever()
         obs, info = self.inner.reset(seed=seed, options=options)
-        if self.mode == "nan_reset_obs" and self.index == self.fault_env and self.steps >= self.fault_step > 0:
+        if (
+            self.mode == "nan_reset_obs"
+            and self.index == self.fault_env
+            and self.steps >= self.fault_step > 0
+        ):
             obs = obs.copy()
             obs[0] = np.nan
         return obs, info
