@@ -29,13 +29,15 @@ def test_image_env_state_round_trip_continues_identically(env_id):
     """Step the vector env trustpg trains on, capture it as JSON, restore it into one seeded
     differently: the next steps (episode ends and resets included) are identical."""
     _needs(env_id)
-    source = EnvSource(env_id)
+    # Short episodes, so that every env is reset before the capture and again while compared. ALE's
+    # own limit: a TimeLimit under the Atari preprocessing (max_episode_steps, in frames) that cut an
+    # episode before the capture made the first resumed frame differ (docs/reliability.md).
+    limit = {"max_num_frames_per_episode": 100} if env_id.startswith("ALE") else {"max_episode_steps": 60}
+    source = EnvSource(env_id, limit)
     a, b = source.make_vec(2), source.make_vec(2)
-    steps = 400 if env_id.startswith("MinAtar") else 150  # MinAtar episodes end within these
     try:
-        ends = continues_identically(a, b, warmup=40, steps=steps)
-        if env_id.startswith("MinAtar/Breakout"):
-            assert ends > 0  # the comparison crossed an episode end and reset
+        ends = continues_identically(a, b, warmup=40, steps=150)
+        assert ends >= 2 * 2  # the comparison crossed episode ends and resets in both envs
     finally:
         a.close()
         b.close()
