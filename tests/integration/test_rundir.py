@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -196,6 +197,30 @@ def test_a_run_dir_that_is_a_file_is_one_line_and_creates_nothing(tmp_path, caps
     assert main(["train", "--run-dir", str(run_dir), "--run-name", "r", *FAST, "--steps", "256"]) == 2
     assert "not a directory" in _one_error_line(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
+
+
+@pytest.mark.parametrize("how", ["mode 555", "read-only mount"])
+def test_a_run_dir_that_cannot_be_written_is_one_line_and_creates_nothing(tmp_path, capsys, monkeypatch, how):
+    """A directory without write permission (not a limit for root, so skipped as root) and one on
+    a read-only file system (EROFS holds for root too; simulated: os.access says no, as it does)."""
+    locked_dir = tmp_path / "ro"
+    locked_dir.mkdir()
+    if how == "mode 555":
+        if os.geteuid() == 0:
+            pytest.skip("root writes whatever the mode")
+        locked_dir.chmod(0o555)
+    else:
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked_dir and real(path, mode))
+    try:
+        status = main(
+            ["train", "--run-dir", str(locked_dir / "runs"), "--run-name", "r", *FAST, "--steps", "256"]
+        )
+        assert status == 2
+        assert f"{locked_dir} is not writable" in _one_error_line(capsys)
+        assert list(locked_dir.iterdir()) == []
+    finally:
+        locked_dir.chmod(0o755)
 
 
 def test_a_run_name_file_systems_refuse_is_one_line(tmp_path, capsys):
