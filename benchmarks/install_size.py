@@ -34,6 +34,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from trustpg.io.manifest import provenance
+
 ROOT = Path(__file__).resolve().parents[1]
 INDEX = "https://pypi.org/simple"
 KEEP = {"PIP_CERT", "PIP_DEFAULT_TIMEOUT", "PIP_DISABLE_PIP_VERSION_CHECK"}
@@ -128,6 +130,7 @@ def main() -> None:
         rows.append(row(f"extra `{extra}` ({names})", measure(added, args.cache)))
 
     result = {
+        "provenance": provenance(),
         "date": datetime.date.today().isoformat(),
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -80,10 +80,23 @@ def test_cg_stops_early_on_tolerance():
     res = conjugate_gradient(lambda v: v, b, iters=10, tol=1e-20)
     assert (res.status, res.iterations) == ("converged", 1)
     torch.testing.assert_close(res.x, b, rtol=1e-14, atol=0)
-    # A tolerance above ‖b‖² accepts x₀ = 0 without any product.
-    res = conjugate_gradient(Av, b, iters=10, tol=float(b @ b) * 2)
+    # A relative tolerance of 1 or more accepts x₀ = 0 (‖r₀‖ = ‖b‖) without any product.
+    res = conjugate_gradient(Av, b, iters=10, tol=1.0)
     assert (res.status, res.iterations) == ("converged", 0)
     assert torch.equal(res.x, torch.zeros_like(b))
+
+
+def test_cg_tolerance_is_relative_so_scaling_b_scales_x_and_the_iterations_stay():
+    """Scaling the right-hand side (the gradient, by the advantages' scale) by k scales the solution
+    by k and stops CG at the same iteration: with an absolute tolerance a small g stopped CG at
+    x = 0 (an update skipped as "non-positive g̃ᵀFg̃") and the scale moved where CG stopped."""
+    A, b = _spd(30, seed=6, eps=1e-2), _vec(30, seed=7)
+    base = conjugate_gradient(lambda v: A @ v, b, iters=60, tol=1e-12)
+    assert base.status == "converged" and 0 < base.iterations < 60
+    for k in (2.0**-20, 2.0**-10, 2.0**13):  # powers of two: every product and ratio scales exactly
+        res = conjugate_gradient(lambda v: A @ v, k * b, iters=60, tol=1e-12)
+        assert (res.status, res.iterations) == (base.status, base.iterations), k
+        assert torch.equal(res.x, k * base.x), k
 
 
 def test_cg_reports_max_iters():
@@ -159,7 +172,7 @@ def test_cg_rejects_fewer_than_one_iteration(iters):
 def test_property_cg_solves_spd(n, seed, eps, scale):
     A = _spd(n, seed, eps) * scale
     b = _vec(n, seed + 1)
-    res = conjugate_gradient(lambda v: A @ v, b, iters=3 * n, tol=1e-24 * float(b @ b))
+    res = conjugate_gradient(lambda v: A @ v, b, iters=3 * n, tol=1e-24)
     assert res.status == "converged"
     x = torch.linalg.solve(A, b)
     assert float((res.x - x).norm()) <= 1e-7 * float(x.norm())
@@ -180,7 +193,7 @@ def _ill_conditioned(n: int, seed: int) -> torch.Tensor:
 def test_pcg_with_the_exact_inverse_solves_in_one_iteration(n):
     A, b = _ill_conditioned(n, n), _vec(n, 7)
     res = conjugate_gradient(
-        lambda v: A @ v, b, iters=5, tol=1e-20, precondition=lambda r: torch.linalg.solve(A, r)
+        lambda v: A @ v, b, iters=5, tol=1e-12, precondition=lambda r: torch.linalg.solve(A, r)
     )
     torch.testing.assert_close(res.x, torch.linalg.solve(A, b), rtol=1e-8, atol=1e-10)
     assert res.iterations == 1 and res.status == "converged"

@@ -131,7 +131,8 @@ class TrainConfig:
     the work, so few are needed (5: efficiency 0.95-0.96 on MuJoCo against 25 plain CG
     iterations' 0.98-0.99, docs/theory.md §9)."""
     cg_tol: float = 1e-10
-    """CG stops when the squared residual norm falls below this."""
+    """CG stops when ‖r‖² ≤ cg_tol·‖g‖² (relative: the step does not depend on the scale of the
+    advantages)."""
     fvp_method: Literal["analytic", "kl_hessian"] = "analytic"
     """How F v is computed: analytic JᵀMJv (faster) or the Hessian of the KL."""
     fvp_stride: int = 1

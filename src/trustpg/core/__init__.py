@@ -1,4 +1,3 @@
 """Pure math: distributions, linear algebra (CG), the Fisher information, the update rules
 (VPG, NPG, TRPO), advantages, Adam and running moments. Imports torch, numpy and ``trustpg.core``
-only: no gymnasium, no I/O, no concrete network (fast paths are passed in, see
-:data:`trustpg.core.fisher.FastFVP`)."""
+only: no gymnasium, no I/O, no concrete network."""

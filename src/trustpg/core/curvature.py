@@ -30,7 +30,6 @@ from torch import Tensor, nn
 
 from trustpg.core.distributions import Distribution
 from trustpg.core.fisher import (
-    FastFVP,
     FVPMethod,
     fisher_diagonal_of,
     fisher_quadratic,
@@ -93,14 +92,11 @@ class NaturalDirection(_NoState):
     method: FVPMethod = "analytic"
     #: Every k-th state is used for the Fisher (k = 1: all). Cheaper, unbiased F.
     fvp_stride: int = 1
-    #: Optional faster analytic FVP for the policies it knows (:data:`trustpg.core.fisher.FastFVP`),
-    #: passed in by the caller.
-    fast_fvp: FastFVP | None = None
 
     def solve(self, policy: nn.Module, batch: PolicyBatch, g: Tensor) -> Solution:
         t0 = time.perf_counter()
         obs = batch.obs[:: self.fvp_stride]
-        fvp = fisher_vector_product(policy, obs, damping=self.damping, method=self.method, fast=self.fast_fvp)
+        fvp = fisher_vector_product(policy, obs, damping=self.damping, method=self.method)
         cg = conjugate_gradient(fvp, g, iters=self.cg_iters, tol=self.cg_tol)
         broken = cg.status == "breakdown" or not bool(torch.isfinite(cg.x).all())
         xFx = math.nan if broken else float(torch.dot(cg.x, fvp(cg.x) if cg.Ax is None else cg.Ax))
@@ -116,7 +112,7 @@ def reference_angle(
         return math.nan
     sub = obs[:: max(1, obs.shape[0] // states)][:states]
     fvp = fisher_vector_product(policy, sub, damping=damping)
-    ref = conjugate_gradient(fvp, g, iters=REFERENCE_CG_ITERS, tol=(1e-10 * float(g.norm())) ** 2)
+    ref = conjugate_gradient(fvp, g, iters=REFERENCE_CG_ITERS, tol=1e-20)
     return angle_degrees(x, ref.x) if ref.status != "breakdown" else math.nan
 
 

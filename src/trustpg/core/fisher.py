@@ -23,11 +23,6 @@ from trustpg.core.distributions import Distribution, Params, detach, kl
 from trustpg.core.linalg import flat_grad
 
 FVPMethod = Literal["analytic", "kl_hessian"]
-#: A faster analytic FVP for the policies it knows: ``fast(policy, obs, damping)`` returns the
-#: product function, or ``None`` when it does not apply (the generic path is used then). Core knows
-#: no concrete network: the caller passes one in (the trainer passes none: the hand-written FVP of
-#: the default MLP actor bought ~2 % end to end and was deleted, docs/performance.md).
-FastFVP = Callable[[nn.Module, Tensor, float], Callable[[Tensor], Tensor] | None]
 
 
 def _param_function(
@@ -101,12 +96,12 @@ def fisher_vector_product(
     *,
     damping: float = 0.0,
     method: FVPMethod = "analytic",
-    fast: FastFVP | None = None,
 ) -> Callable[[Tensor], Tensor]:
     """v ↦ (F + damping·I) v at the current parameters, without forming F.
 
-    ``"analytic"``: Jᵀ (M (J v)) / B, with J v and Jᵀu from one recorded forward pass: by
-    ``fast`` when given and it applies, else by two autograd vjps.
+    ``"analytic"``: Jᵀ (M (J v)) / B, with J v and Jᵀu from one recorded forward pass by two
+    autograd vjps, for every policy (a hand-written product for the default MLP actor bought ~2 %
+    end to end and was deleted, docs/performance.md).
     ``"kl_hessian"``: ∇θ(∇θ mean KL(π_old ‖ π_θ) · v) at θ = θ_old (Pearlmutter 1994), the
     classic TRPO implementation. Both equal ``fisher_matrix(policy, obs) @ v`` + damping·v.
 
@@ -115,7 +110,6 @@ def fisher_vector_product(
         obs: states, shape ``[B, ...]``.
         damping: λ ≥ 0 added to the diagonal (Tikhonov damping, Martens 2010).
         method: "analytic" (default, cheaper) or "kl_hessian".
-        fast: optional faster analytic product for the policies it supports (see ``FastFVP``).
     Returns:
         A function of a flat vector ``v`` of shape ``[P]`` returning ``[P]``; it raises
         ``ValueError`` for any other shape.
@@ -123,10 +117,6 @@ def fisher_vector_product(
     if damping < 0:
         raise ValueError(f"damping must be >= 0, got {damping}")
     if method == "analytic":
-        if fast is not None:
-            product = fast(policy, obs, damping)
-            if product is not None:
-                return product
         return _analytic_fvp(policy, obs, damping)
     if method == "kl_hessian":
         return _kl_hessian_fvp(policy, obs, damping)

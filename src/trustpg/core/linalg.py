@@ -10,7 +10,9 @@ from torch import Tensor, nn
 
 #: Default number of CG iterations (Schulman et al. 2015, appendix C use 10).
 CG_ITERS = 10
-#: Default CG stopping tolerance on the squared residual norm ‖b − Ax‖².
+#: Default CG stopping tolerance on the squared residual relative to the right-hand side,
+#: ‖b − Ax‖² ≤ tol·‖b‖²: relative, so that scaling b (the advantages, the rewards) by any k scales
+#: x by k and stops CG at the same iterate.
 CG_TOL = 1e-10
 
 
@@ -79,7 +81,7 @@ def conjugate_gradient(
     ``precondition`` (r ↦ M⁻¹r, M symmetric positive definite and ≈ A) Alg. 5.3, preconditioned
     CG: the same Krylov method in the metric of M, which converges in few iterations when M⁻¹A is
     close to I. Starts from x₀ = 0 (so the first iterate is along b, or M⁻¹b, and the result is
-    deterministic) and stops when ‖r‖² ≤ ``tol`` (the residual of A x = b itself) or after
+    deterministic) and stops when ‖r‖² ≤ ``tol``·‖b‖² (the residual of A x = b itself, relative) or after
     ``iters`` iterations. If the curvature pᵀAp along a search direction is not positive and
     finite, it stops and returns the last good iterate with status "breakdown" — for a Fisher
     matrix that means numerical trouble, never a valid solution; so does a preconditioner with
@@ -89,7 +91,7 @@ def conjugate_gradient(
         Av: v ↦ A v, for v of b's shape.
         b: right-hand side, shape ``[P]``.
         iters: maximum number of iterations (≥ 1).
-        tol: tolerance on the squared residual norm.
+        tol: tolerance on the squared residual norm relative to ‖b‖² (0: run all ``iters``).
         precondition: r ↦ M⁻¹r, or None for plain CG (M = I).
     """
     if iters < 1:
@@ -102,11 +104,12 @@ def conjugate_gradient(
     y = r if precondition is None else precondition(r)  # y = M⁻¹r
     p = y.clone()
     rr = torch.dot(r, r)
+    stop = tol * rr  # ‖b‖² scaled: a relative tolerance
     ry = rr if precondition is None else torch.dot(r, y)
     status = "max_iters"
     done = 0
     for i in range(iters):
-        if rr <= tol:
+        if rr <= stop:
             status = "converged"
             break
         if not torch.isfinite(ry) or ry <= 0:  # only a preconditioner that is not PD gets here
@@ -128,7 +131,7 @@ def conjugate_gradient(
         ry = ry_new
         done = i + 1
     else:
-        if rr <= tol:
+        if rr <= stop:
             status = "converged"
     return CGResult(x, float(rr.sqrt()), done, status, ax)
 
