@@ -36,6 +36,25 @@ def test_bernoulli_fisher_three_ways_matches_the_seed(theta, expected):
     assert mc == pytest.approx(closed, abs=0.35)
 
 
+@pytest.mark.parametrize("theta", [1e-4, 1e-2, 0.99, 1 - 1e-4])
+def test_bernoulli_fisher_near_the_edges_matches_the_closed_form(theta):
+    """Near θ = 0 and 1, where F grows like 1/θ(1−θ) (~1e4 here), by the KL Hessian and by the
+    library's metric (PROB_EPS = 1e-8 clamps θ only far closer to the edge)."""
+    closed = 1 / theta + 1 / (1 - theta)
+    assert bernoulli.fisher_closed_form(theta) == pytest.approx(closed, rel=1e-12)
+    assert bernoulli.fisher_kl_hessian(theta) == pytest.approx(closed, rel=1e-8)
+    assert bernoulli.fisher_library(bernoulli.ProbBernoulli(theta)) == pytest.approx(closed, rel=1e-8)
+
+
+@pytest.mark.parametrize("theta", [0.02, 0.5, 0.98, 0.999])
+def test_the_natural_bernoulli_step_stays_in_the_simplex(theta):
+    """x = α θ(1−θ) (α = 0.05): it shrinks toward the edges and never crosses them, where the
+    vanilla step α does at θ = 0.97 and above (next test)."""
+    s = bernoulli.steps_at(theta)
+    assert s["natural_prob_dtheta"] == pytest.approx(0.05 * theta * (1 - theta), rel=1e-6)
+    assert 0 < theta + s["natural_prob_dtheta"] < 1
+
+
 @pytest.mark.parametrize("theta", [0.1, 0.5, 0.9])
 def test_bernoulli_logit_fisher_is_theta_one_minus_theta(theta):
     assert bernoulli.fisher_kl_hessian(theta, logit=True) == pytest.approx(theta * (1 - theta), rel=1e-9)
