@@ -74,16 +74,19 @@ class Direction(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-class _NoState:
+class Stateless(Protocol):
+    """A :class:`Direction` that carries nothing between updates; its back ends subclass this
+    protocol for the two empty methods (a protocol, not a concrete base: DESIGN §6)."""
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+        return None
 
 
 @dataclass(frozen=True)
-class NaturalDirection(_NoState):
+class NaturalDirection(Stateless):
     """``cg``: g̃ = (F + λI)⁻¹g by conjugate gradient on exact Fisher-vector products."""
 
     damping: float = 0.1
@@ -166,7 +169,7 @@ def exact_fisher_diagonal(policy: nn.Module, obs: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
-class DiagonalDirection(_NoState):
+class DiagonalDirection(Stateless):
     """``diagonal``: g̃ = g / (diag F + λ), with the exact diagonal of F."""
 
     damping: float = 0.1
@@ -204,7 +207,7 @@ def empirical_fisher_product(
 
 
 @dataclass(frozen=True)
-class EmpiricalDirection(_NoState):
+class EmpiricalDirection(Stateless):
     """``empirical``: g̃ = (F_emp + λI)⁻¹g by CG, F_emp from the scores of the actions taken."""
 
     damping: float = 0.1

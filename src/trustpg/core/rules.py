@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -154,8 +154,9 @@ class VPG:
             self._adam.load_state_dict(state)
 
 
-class _DirectionState:
-    """NPG's and TRPO's state is their curvature back end's (K-FAC's running factors)."""
+class FollowsDirection(Protocol):
+    """NPG's and TRPO's state is their curvature back end's (K-FAC's running factors); they subclass
+    this protocol for the two methods that say so (a protocol, not a concrete base: DESIGN §6)."""
 
     direction: Direction
 
@@ -167,7 +168,7 @@ class _DirectionState:
 
 
 @dataclass(frozen=True)
-class NPG(_DirectionState):
+class NPG(FollowsDirection):
     """Natural policy gradient: θ ← θ + α F⁻¹g.
 
     With ``max_kl`` = None the seed's rule with a fixed ``step_size`` α. With ``max_kl`` = δ the
@@ -204,7 +205,7 @@ class NPG(_DirectionState):
 
 
 @dataclass(frozen=True)
-class TRPO(_DirectionState):
+class TRPO(FollowsDirection):
     """Trust region policy optimisation: the natural step scaled to the KL budget, then enforced.
 
     x = β g̃ with β = sqrt(2δ / g̃ᵀFg̃); the line search shrinks x until the distance ``kl``
