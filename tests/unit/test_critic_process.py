@@ -188,9 +188,15 @@ def test_process_only_for_supported_float32_critics(caplog: pytest.LogCaptureFix
     elu = _critic("elu")
     elu.net[1].alpha = 0.5  # the spec carries α to the worker's kernel
     assert CriticFitter(elu, Adam(elu.parameters()), torch.Generator(), **opt_args).process
-    no_overlap = CriticFitter(_critic(), Adam(_critic().parameters()), torch.Generator(),
-                              epochs=1, minibatch_size=8, overlap=False, process=True)  # fmt: skip
+    caplog.clear()
+    with caplog.at_level("INFO", logger="trustpg"):
+        no_overlap = CriticFitter(_critic(), Adam(_critic().parameters()), torch.Generator(),
+                                  epochs=1, minibatch_size=8, overlap=False, process=True)  # fmt: skip
     assert not no_overlap.process
+    said = [r.getMessage() for r in caplog.records if "critic worker process off" in r.getMessage()]
+    assert said == ["critic worker process off: the fit is not overlapped with sampling (critic_overlap "
+                    "off, or Ray workers sample); the critic is fitted in this process after each "
+                    "batch"]  # fmt: skip
 
 
 def test_worker_script_imports_numpy_only() -> None:

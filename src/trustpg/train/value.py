@@ -90,6 +90,10 @@ class CriticFitter:
         self.epochs, self.minibatch_size, self.overlap = epochs, minibatch_size, overlap
         #: With ``overlap``, fit a default float32 MLP critic in a NumPy child process instead of
         #: a thread (:mod:`trustpg.accel.critic_process`; no GIL hand-overs with the env stepping).
+        if process and not overlap:  # the worker exists to overlap the fit with sampling
+            announce_off("critic worker process", "the fit is not overlapped with sampling "
+                         "(critic_overlap off, or Ray workers sample)",
+                         "the critic is fitted in this process after each batch", costly=False)  # fmt: skip
         self.spec = _process_spec(critic) if process and overlap else None
         self.process = self.spec is not None
         self._worker: CriticProcess | None = None
