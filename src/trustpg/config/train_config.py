@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from trustpg.core.names import CurvatureName, FVPMethod, KLMode
+
 Algo = Literal["trpo", "npg", "vpg"]
 #: Seeds are below 2**32 (NumPy's legacy and most libraries' range); trustpg derives other seeds
 #: by adding offsets, which must stay within torch's 64-bit generator seeds.
@@ -133,7 +135,7 @@ class TrainConfig:
     cg_tol: float = 1e-10
     """CG stops when ‖r‖² ≤ cg_tol·‖g‖² (relative: the step does not depend on the scale of the
     advantages)."""
-    fvp_method: Literal["analytic", "kl_hessian"] = "analytic"
+    fvp_method: FVPMethod = "analytic"
     """How F v is computed: analytic JᵀMJv (faster) or the Hessian of the KL."""
     fvp_stride: int = 1
     """Use every k-th state of the batch for the Fisher (1 = all)."""
@@ -141,12 +143,12 @@ class TrainConfig:
     """TRPO line search shrinks the step by this factor per backtrack."""
     max_backtracks: int = 10
     """TRPO line search gives up (and restores θ) after this many backtracks."""
-    curvature: Literal["cg", "kfac", "kfac-cg", "diagonal", "empirical"] = "cg"
+    curvature: CurvatureName = "cg"
     """How NPG and TRPO compute the natural gradient F⁻¹g: cg (exact Fisher-vector products +
     conjugate gradient), kfac (Kronecker-factored per Linear layer), kfac-cg (pcg_iters iterations
     of cg preconditioned by kfac), diagonal (exact diag F) or empirical (E[s sᵀ] of the
     actions taken, by CG). The step size always uses the exact F."""
-    kl: Literal["mean", "max", "reverse"] = "mean"
+    kl: KLMode = "mean"
     """Distance the TRPO line search keeps ≤ max_kl: mean KL(old‖new) over states, its maximum
     over states, or mean KL(new‖old). All three are logged."""
     kfac_decay: float = 0.9

@@ -23,7 +23,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, get_args
+from typing import Any, Protocol, get_args
 
 import torch
 from torch import Tensor, nn
@@ -37,9 +37,9 @@ from trustpg.core.fisher import (
 )
 from trustpg.core.layers import exact_output_grads, param_slices, record_linears
 from trustpg.core.linalg import CG_ITERS, CG_TOL, angle_degrees, conjugate_gradient, flat_grad
+from trustpg.core.names import CurvatureName
 from trustpg.core.update import PolicyBatch
 
-CurvatureName = Literal["cg", "kfac", "kfac-cg", "diagonal", "empirical"]
 CURVATURES: tuple[str, ...] = get_args(CurvatureName)
 #: CG iterations for the reference natural gradient of the angle diagnostic ("to convergence").
 REFERENCE_CG_ITERS = 50

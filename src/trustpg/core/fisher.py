@@ -13,7 +13,6 @@ in expectation over actions for every family here.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -21,8 +20,7 @@ from torch.func import functional_call, jacrev, jvp, vjp
 
 from trustpg.core.distributions import Distribution, Params, detach, kl
 from trustpg.core.linalg import flat_grad
-
-FVPMethod = Literal["analytic", "kl_hessian"]
+from trustpg.core.names import FVPMethod
 
 
 def _param_function(

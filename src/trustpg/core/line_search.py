@@ -15,15 +15,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import get_args
 
 from torch import Tensor, nn
 
 from trustpg.core.distributions import Distribution, kl
 from trustpg.core.linalg import set_flat_params
+from trustpg.core.names import KLMode
 
 #: What the line search keeps ≤ δ: mean_s KL(old‖new), max_s KL(old‖new), or mean_s KL(new‖old).
-KLMode = Literal["mean", "max", "reverse"]
 KL_MODES: tuple[str, ...] = get_args(KLMode)
 
 
