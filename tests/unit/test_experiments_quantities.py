@@ -138,6 +138,11 @@ def test_natural_gradient_is_within_90_degrees_of_the_gradient(kind, damping, se
     x = conjugate_gradient(fvp, g, iters=200, tol=1e-24).x
     assert float(torch.dot(x, g)) > 0
     assert angle_degrees(x, g) < 90.0
+    # docs/theory.md: not only the converged solution, every CG iterate from x₀ = 0 (the truncated
+    # solves trustpg takes: 10 or 25 iterations) is an ascent direction.
+    for k in range(1, 16):
+        xk = conjugate_gradient(fvp, g, iters=k, tol=0.0).x
+        assert float(torch.dot(xk, g)) > 0, k
 
 
 # -- curve summaries -------------------------------------------------------------------------------
