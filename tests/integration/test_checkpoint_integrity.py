@@ -189,6 +189,8 @@ def test_checkpoint_config_with_huge_networks_is_refused_before_allocating(tmp_p
     [
         (["--hidden-sizes", "1000000", "1000000"], "hidden_sizes=(1000000, 1000000) needs networks"),
         (["--steps-per-env", "1000000000"], "num_envs=8 × steps_per_env=1000000000 needs batches"),
+        # a GRU of 10⁶ units has 3·10¹² weights (counted as built, not as an MLP of that width)
+        (["--policy", "gru", "--hidden-sizes", "1000000"], "hidden_sizes=(1000000,) needs networks"),
     ],
 )
 def test_command_line_sizes_that_cannot_fit_exit_2_before_allocating(tmp_path, flags, named):

@@ -16,6 +16,11 @@ have finished); it counts float32 values only:
   each in a list and stacked, ``BATCH_SCALARS`` per-step scalars (rewards, flags, values, GAE
   terms), and the policy update's activations (pre- and post-activation of each hidden layer,
   kept for the backward pass over the whole batch).
+
+For a CNN or recurrent policy, or a user's actor, the caller counts the parameters and per-sample
+activations of the networks themselves (built on PyTorch's ``meta`` device, which allocates
+nothing: :func:`trustpg.train.build.check_memory_for`) and passes them in; frames kept as
+``uint8`` count ``COMPACT_OBS_BYTES`` per entry instead of ``OBS_BYTES``.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ LAYER_BYTES = 8192
 BATCH_SCALARS = 64
 #: Bytes per observation dimension and transition: float64 raw + float32 normalised, list and stack.
 OBS_BYTES = 2 * (8 + FLOAT32)
+#: Bytes per entry of a frame kept as uint8 (the CNN's observations): list and stack.
+COMPACT_OBS_BYTES = 2
 
 
 def mlp_params(sizes: Sequence[int]) -> int:
@@ -44,22 +51,27 @@ def mlp_params(sizes: Sequence[int]) -> int:
 
 def estimate_model_bytes(
     obs_dim: int, act_dim: int, hidden_sizes: Sequence[int], critic_hidden_sizes: Sequence[int],
-    actor_params: int | None = None,
+    actor_params: int | None = None, critic_params: int | None = None,
 ) -> int:  # fmt: skip
     """Bytes the actor and critic need while training (see the module docstring);
-    ``actor_params`` replaces the MLP actor's parameter count (for a custom policy)."""
+    ``actor_params`` and ``critic_params`` replace the MLPs' parameter counts (for a CNN, a
+    recurrent or a user's network)."""
     if actor_params is None:
         actor_params = mlp_params([obs_dim, *hidden_sizes, act_dim]) + act_dim  # + a Gaussian's log σ
-    critic = mlp_params([obs_dim, *critic_hidden_sizes, 1])
+    critic = mlp_params([obs_dim, *critic_hidden_sizes, 1]) if critic_params is None else critic_params
     layers = len(hidden_sizes) + len(critic_hidden_sizes) + 2
     return FLOAT32 * (ACTOR_COPIES * actor_params + CRITIC_COPIES * critic) + LAYER_BYTES * layers
 
 
 def estimate_batch_bytes(
-    num_envs: int, steps_per_env: int, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int]
-) -> int:
-    """Bytes one batch of ``num_envs × steps_per_env`` transitions needs during an update."""
-    per_step = OBS_BYTES * obs_dim + BATCH_SCALARS + 2 * FLOAT32 * (sum(hidden_sizes) + act_dim)
+    num_envs: int, steps_per_env: int, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int],
+    obs_bytes: int = OBS_BYTES, activations: int | None = None,
+) -> int:  # fmt: skip
+    """Bytes one batch of ``num_envs × steps_per_env`` transitions needs during an update;
+    ``activations`` (values one sample leaves for the backward pass) replaces the MLP's count."""
+    if activations is None:
+        activations = 2 * (sum(hidden_sizes) + act_dim)
+    per_step = obs_bytes * obs_dim + BATCH_SCALARS + FLOAT32 * activations
     return num_envs * steps_per_env * per_step
 
 
@@ -117,19 +129,29 @@ def _short(value: Any) -> str:
 
 def check_memory(
     config: Any, obs_dim: int, act_dim: int, *, actor_params: int | None = None,
-    available: int | None = None,
+    critic_params: int | None = None, activations: int | None = None, compact_obs: bool = False,
+    frames: tuple[int, ...] | None = None, available: int | None = None,
 ) -> None:  # fmt: skip
     """ValueError (one line naming the fields) if ``config``'s networks and batch cannot fit in
     the memory available. ``config`` needs ``hidden_sizes``, ``critic_hidden_sizes``, ``num_envs``
-    and ``steps_per_env``; ``actor_params`` replaces the MLP actor's count for a custom policy."""
+    and ``steps_per_env``; ``actor_params``, ``critic_params`` and ``activations`` replace the MLPs'
+    counts (see :func:`estimate_batch_bytes`), ``compact_obs`` says the frames stay uint8, and
+    ``frames`` (the image shape) says the networks' size follows the frames, not ``hidden_sizes``."""
     hidden, critic_hidden = tuple(config.hidden_sizes), tuple(config.critic_hidden_sizes)
-    model = estimate_model_bytes(obs_dim, act_dim, hidden, critic_hidden, actor_params)
+    model = estimate_model_bytes(obs_dim, act_dim, hidden, critic_hidden, actor_params, critic_params)
     batch_hidden = hidden if actor_params is None else critic_hidden  # a custom actor's: unknown
-    batch = estimate_batch_bytes(config.num_envs, config.steps_per_env, obs_dim, act_dim, batch_hidden)
+    obs_bytes = COMPACT_OBS_BYTES if compact_obs else OBS_BYTES
+    batch = estimate_batch_bytes(
+        config.num_envs, config.steps_per_env, obs_dim, act_dim, batch_hidden, obs_bytes, activations
+    )  # fmt: skip
     avail = available_memory() if available is None else available
     if avail is None or model + batch <= avail:
         return
-    if model >= batch:
+    if model >= batch and frames is not None:
+        fields = f"observation frames of shape {frames}"
+        what = f"CNN networks of about {gib(model)}"
+        fix = "downscale the frames (e.g. gymnasium's ResizeObservation wrapper)"
+    elif model >= batch:
         fields = f"hidden_sizes={_short(hidden)}" + (
             f", vf_hidden_sizes={_short(critic_hidden)}" if critic_hidden != hidden else ""
         )
@@ -138,7 +160,9 @@ def check_memory(
     else:
         fields = f"num_envs={_short(config.num_envs)} × steps_per_env={_short(config.steps_per_env)}"
         what = f"batches of about {gib(batch)}"
-        fix = "choose a smaller num_envs or steps_per_env"
+        fix = "choose a smaller num_envs or steps_per_env" + (
+            "" if frames is None else f", or downscale the frames of shape {frames}"
+        )
     raise ValueError(
         f"{fields} needs {what} ({gib(model + batch)} in all, a lower bound) but only "
         f"{gib(avail)} of memory is available (obs_dim={obs_dim}, act_dim={act_dim}); {fix}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import gymnasium as gym
-import numpy as np
+import torch
 from torch import nn
 
 from trustpg.config.train_config import TrainConfig
@@ -93,9 +93,38 @@ def networks(
 def check_memory_for(
     c: TrainConfig, obs_space: gym.Space, act_space: gym.Space, actor: nn.Module | None
 ) -> None:
-    """ValueError naming the fields if the networks and batch of ``c`` cannot fit in memory."""
-    if actor is None:
-        check_memory(c, obs_dim(obs_space), action_kind(act_space)[1])
-    else:
-        n = sum(p.numel() for p in actor.parameters())
-        check_memory(c, obs_dim(obs_space), int(np.prod(act_space.shape or (1,))), actor_params=n)
+    """ValueError naming the fields if the networks and batch of ``c`` cannot fit in memory: MLPs
+    counted from their sizes; a CNN, a recurrent or a user's network counted as built on the
+    ``meta`` device (shapes only, nothing allocated), a CNN's activations by one forward there."""
+    d, act_dim = obs_dim(obs_space), action_kind(act_space)[1]
+    kind = c.policy if c.policy != "auto" else ("cnn" if image_layout(obs_space) else "mlp")
+    if actor is None and kind == "mlp":
+        check_memory(c, d, act_dim)
+        return
+    with torch.device("meta"):
+        made, critic = networks(c, obs_space, act_space, actor)
+    layout = image_layout(obs_space) if kind == "cnn" else None
+    compact = obs_handling(obs_space, c.normalize_obs, c.policy, c.normalize_images)[1]
+    check_memory(
+        c, d, act_dim, actor_params=_count(made), critic_params=_count(critic),
+        activations=None if actor is not None or layout is None else _activations(made, d),
+        compact_obs=compact, frames=None if layout is None else tuple(obs_space.shape or ()),
+    )  # fmt: skip
+
+
+def _count(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def _activations(net: nn.Module, obs_dim: int) -> int:
+    """Values one sample leaves in ``net``'s layers (the outputs of its leaf modules), measured
+    by a forward pass of a ``meta`` tensor (no computation, no memory)."""
+    sizes: list[int] = []
+    leaves = [m for m in net.modules() if not list(m.children())]
+    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel())) for m in leaves]
+    try:
+        net(torch.zeros(1, obs_dim, device="meta"))
+    finally:
+        for h in hooks:
+            h.remove()
+    return sum(sizes)
