@@ -99,16 +99,22 @@ def test_terminal_ctrl_c_checkpoints_exits_0_and_resumes_bit_exactly(tmp_path, v
 
 def test_second_ctrl_c_aborts_at_once_cleanly_and_keeps_the_last_checkpoint(tmp_path):
     run = tmp_path / "run"
-    # long updates (8 × 4096 steps each), so the second Ctrl-C lands while the first is finishing one
-    proc = _start(run, "--steps", "10000000", "--num-envs", "8", "--steps-per-env", "4096",
+    # long updates (8 × 8192 steps each), so the second Ctrl-C lands while the first is finishing one
+    proc = _start(run, "--steps", "10000000", "--num-envs", "8", "--steps-per-env", "8192",
                   "--checkpoint-every", "1")  # fmt: skip
     _wait_for(lambda: (run / "checkpoints" / "last.safetensors").exists() or proc.poll() is not None,
               "a first checkpoint")  # fmt: skip
     _, before = load_checkpoint(run / "checkpoints" / "last")
+    update_seconds = read_metrics(run / "metrics.csv")[0]["wall_time"]  # the first update's
     _ctrl_c(proc)
     time.sleep(0.05)
+    second = time.monotonic()
     _ctrl_c(proc)
     out, err = _finish(proc)
+    gone = time.monotonic() - second
+    print(f"update {update_seconds:.2f} s; exit {gone:.2f} s after the second Ctrl-C")
+    # at once: not after finishing the update the first Ctrl-C let run to its end
+    assert gone < 0.5 * update_seconds, (gone, update_seconds)
     assert proc.returncode == 130, (out, err)
     assert "Traceback" not in err and "interrupted" in err, err
     assert len(err.strip().splitlines()) == 1, err
