@@ -3,11 +3,15 @@ gets — Fisher-vector products three ways, the natural gradient within 90°."""
 
 from __future__ import annotations
 
+import copy
+
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+import torch.distributions as td
 
+from trustpg.core.distributions import kl
 from trustpg.core.fisher import fisher_quadratic, fisher_vector_product, functorch_fvp
 from trustpg.core.linalg import angle_degrees, conjugate_gradient, flat_grad
 from trustpg.nets.cnn import CNNActor, CNNCritic, image_layout, pixel_scale
@@ -98,3 +102,24 @@ def test_cnn_refuses_flat_observations_and_beta():
         CNNActor(gym.spaces.Box(-1, 1, (5,)), 2, "categorical")
     with pytest.raises(ValueError, match="beta"):
         CNNActor(gym.spaces.Box(0, 255, (10, 10, 1), np.uint8), 2, "beta")
+
+
+@pytest.mark.parametrize("kind, act", [("categorical", 3), ("gaussian", 2)])
+def test_kl_matches_torch_distributions_on_uint8_frames(kind, act):
+    """KL(π_old ‖ π_new) per frame, after a parameter step, against torch.distributions."""
+    torch.manual_seed(6)
+    actor = CNNActor(gym.spaces.Box(0, 255, (6, 6, 2), np.uint8), act, kind).double()
+    obs = torch.randint(0, 256, (7, 6, 6, 2), dtype=torch.uint8, generator=torch.Generator().manual_seed(7))
+    stepped = copy.deepcopy(actor)
+    with torch.no_grad():
+        for p in stepped.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        old, new = actor(obs), stepped(obs)
+    ours = kl(old, new)
+    if kind == "categorical":
+        ref = td.kl_divergence(td.Categorical(logits=old.params[0]), td.Categorical(logits=new.params[0]))
+    else:
+        (mo, lso), (mn, lsn) = old.params, new.params
+        ref = td.kl_divergence(td.Normal(mo, lso.exp()), td.Normal(mn, lsn.exp())).sum(-1)
+    assert ours.shape == (7,) and float(ours.min()) > 0
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)

@@ -105,8 +105,9 @@ def test_fisher_three_ways_equals_the_definition_on_sequences(cell):
     assert fisher_quadratic(actor, x, v) == pytest.approx(float(v @ reference @ v), rel=1e-9)
 
 
-def test_natural_gradient_is_within_90_degrees_of_the_gradient():
-    actor = _actor("gru", "gaussian", act=2)
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_natural_gradient_is_within_90_degrees_of_the_gradient(cell):
+    actor = _actor(cell, "gaussian", act=2)
     x = _sequences(4, 8, 3, actor.state_size, seed=4)
     dist = actor(x)
     a = dist.sample(torch.Generator().manual_seed(5))
@@ -118,8 +119,9 @@ def test_natural_gradient_is_within_90_degrees_of_the_gradient():
     assert float(ng @ g) > 0
 
 
-def test_kl_matches_torch_distributions_on_every_state():
-    actor = _actor("lstm")
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_kl_matches_torch_distributions_on_every_state(cell):
+    actor = _actor(cell)
     x = _sequences(2, 5, 3, actor.state_size, seed=7)
     old = actor(x)
     with torch.no_grad():
