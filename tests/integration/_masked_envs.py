@@ -17,6 +17,9 @@ import numpy as np
 from trustpg.envs.envstate import register_env_state
 
 EPISODE = 20
+#: Registered when this module is imported (``trustpg train --env-module _masked_envs``):
+#: MultiDiscrete (3, 4) actions, the mask in a Dict observation.
+ENV_ID = "trustpg_test/PickTarget-v0"
 
 
 class InvalidAction(AssertionError):
@@ -78,3 +81,5 @@ class PickTarget(gym.Env):
 
 
 register_env_state(PickTarget)  # its state is plain attributes and np_random: exact resume
+if ENV_ID not in gym.registry:
+    gym.register(ENV_ID, entry_point=PickTarget, kwargs={"nvec": (3, 4), "mask_in": "dict"})

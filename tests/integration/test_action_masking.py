@@ -5,13 +5,19 @@ the masked toy env (tests/integration/_masked_envs.py) without ever taking an in
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from _learning import median, summary, train_seeds
+from _masked_envs import ENV_ID as MASKED_ID
 from _masked_envs import PickTarget
 
 from trustpg import TRPO, VPG, Agent
@@ -22,7 +28,9 @@ from trustpg.core.masked import MaskedCategorical, MaskedMultiCategorical
 from trustpg.envs.masking import ActionMaskFromInfo, MaskedObsBox, flatten_with_mask
 from trustpg.envs.source import EnvSource
 from trustpg.errors import EnvFault
+from trustpg.io.logger import read_metrics
 
+HERE = str(Path(__file__).resolve().parent)
 SMALL = dict(num_envs=2, steps_per_env=64, progress=False, tensorboard=False, eval_episodes=0)
 
 
@@ -102,16 +110,18 @@ def test_predict_and_evaluate_respect_the_mask():
     agent.close()
 
 
-def test_resume_with_masks_is_bit_exact(tmp_path):
+@pytest.mark.parametrize("source", [_dict_env, _info_env], ids=["dict", "info"])
+@pytest.mark.parametrize("nvec", [(6,), (3, 4)])
+def test_resume_with_masks_is_bit_exact(tmp_path, source, nvec):
     steps = 8 * 128
-    whole = TRPO(_dict_env(), seed=0, normalize_obs=True, **SMALL)
+    whole = TRPO(source(nvec), seed=0, normalize_obs=True, **SMALL)
     rows_whole: list = []
     whole.learn(steps, callback=rows_whole.append)
-    first = TRPO(_dict_env(), seed=0, normalize_obs=True, **SMALL)
+    first = TRPO(source(nvec), seed=0, normalize_obs=True, **SMALL)
     rows: list = []
     first.learn(steps // 2, callback=rows.append, run_dir=tmp_path)
     first.close()
-    second = Agent.load(tmp_path / "checkpoints" / "last", env=_dict_env())
+    second = Agent.load(tmp_path / "checkpoints" / "last", env=source(nvec))
     second.learn(steps // 2, callback=rows.append)
     assert _strip(rows) == _strip(rows_whole)
     assert torch.equal(flat_params(second.policy), flat_params(whole.policy))
@@ -167,3 +177,26 @@ def test_trpo_learns_the_masked_env(nvec):
     runs = train_seeds(lambda seed: TRPO(_dict_env(nvec), seed=seed, num_envs=4, steps_per_env=256), 30_000)
     assert median(r.final for r in runs) >= 18, summary(runs)
     assert median(r.late_return for r in runs) >= 16, summary(runs)
+
+
+def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python -m trustpg …`` as a user runs it, the masked env registered by --env-module."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "trustpg", *args, "--env-module", "_masked_envs"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=cwd)
+
+
+def test_cli_trains_and_evaluates_a_masked_multidiscrete_env(tmp_path):
+    """The masked env is strict (an invalid action raises), so a run and an evaluation that end
+    with status 0 never took one."""
+    train = _cli(tmp_path, "train", "--env", MASKED_ID, "--steps", "512", "--num-envs", "2",
+                 "--steps-per-env", "64", "--run-dir", str(tmp_path), "--run-name", "r",
+                 "--no-progress", "--no-tensorboard", "--eval-episodes", "2")  # fmt: skip
+    assert train.returncode == 0, train.stderr[-2000:]
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["env"] == MASKED_ID
+    rows = read_metrics(tmp_path / "r" / "metrics.csv")
+    assert len(rows) == 4 and rows[-1]["env_steps"] == 512
+    evaluated = _cli(tmp_path, "eval", str(tmp_path / "r"), "--episodes", "3", "--stochastic")
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert "stochastic, 3 episodes" in evaluated.stdout

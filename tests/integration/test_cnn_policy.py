@@ -4,6 +4,7 @@ on a toy image task over seeds 0-2, and MinAtar / ALE Atari by id when their pac
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -15,6 +16,7 @@ from _runs import untimed
 
 from trustpg import TRPO, Agent
 from trustpg.accel import fallback
+from trustpg.app.cli import main
 from trustpg.core.linalg import flat_params
 from trustpg.nets.cnn import CNNActor, CNNCritic
 
@@ -104,6 +106,28 @@ def test_minatar_and_atari_run_end_to_end(env):
     assert space.shape == ((4, 84, 84) if env.startswith("ALE") else (10, 10, 4))
     assert isinstance(agent.policy, CNNActor) and rows[-1]["env_steps"] == 128
     assert not rows[-1]["skipped"] and 0 < rows[-1]["measured_kl"] <= 0.01 + 1e-9
+    t = agent.trainer
+    batch = t._ensure_collector().collect(t.actor, t.critic, 4)
+    assert batch.obs.dtype == torch.uint8 and batch.obs.shape[-1] == int(np.prod(space.shape))  # compact
     mean, _, _ = agent.evaluate(1, max_episode_steps=200)
     assert mean == mean  # a number: the episode ran with the standard wrappers
     agent.close()
+
+
+def test_cli_trains_the_cnn_asked_for_and_evaluates_it(tmp_path, capsys):
+    run = tmp_path / "r"
+    code = main(["train", "--env", ENV_ID, "--policy", "cnn", "--steps", "256", "--num-envs", "2",
+                 "--steps-per-env", "64", "--run-dir", str(tmp_path), "--run-name", "r", "--no-progress",
+                 "--no-tensorboard", "--eval-episodes", "2"])  # fmt: skip
+    assert code == 0
+    assert json.loads((run / "config.json").read_text())["policy"] == "cnn"
+    assert isinstance(Agent.load(run / "checkpoints" / "last").policy, CNNActor)
+    capsys.readouterr()
+    assert main(["eval", str(run), "--episodes", "2"]) == 0
+    assert "deterministic, 2 episodes" in capsys.readouterr().out
+    # Flat observations: one line naming what is wrong, nothing created.
+    code = main(["train", "--env", "CartPole-v1", "--policy", "cnn", "--run-dir", str(tmp_path),
+                 "--run-name", "flat", "--no-progress", "--no-tensorboard"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "image observations" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "flat").exists()

@@ -74,20 +74,25 @@ def test_recurrent_resume_is_bit_exact(tmp_path, cell):
     whole.close()
 
 
-def test_cli_trains_a_gru_and_names_the_fast_paths_it_leaves(tmp_path, caplog, capsys):
+@pytest.mark.parametrize("cell, other", [("gru", "lstm"), ("lstm", "gru")])
+def test_cli_trains_a_recurrent_policy_and_names_the_fast_paths_it_leaves(
+    tmp_path, caplog, capsys, cell, other
+):
     fallback.reset()
     with caplog.at_level(logging.INFO, logger="trustpg"):
-        code = main(["train", "--env", ENV, "--policy", "gru", "--steps", "1024", "--num-envs", "2",
+        code = main(["train", "--env", ENV, "--policy", cell, "--steps", "1024", "--num-envs", "2",
                      "--steps-per-env", "128", "--run-dir", str(tmp_path), "--run-name", "r",
                      "--eval-episodes", "2", "--no-tensorboard"])  # fmt: skip
     assert code == 0
     said = caplog.text
     assert "sampler off: RecurrentActor" in said and "critic worker process off: RecurrentCritic" in said
     config = json.loads((tmp_path / "r" / "config.json").read_text())
-    assert config["policy"] == "gru"
+    assert config["policy"] == cell
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["env_steps"] >= 1024
+    assert main(["eval", str(tmp_path / "r"), "--episodes", "2"]) == 0  # loads the recurrent actor
+    assert "deterministic, 2 episodes" in capsys.readouterr().out
     # --resume with another network is refused (the policy is part of a run's identity).
-    code = main(["train", "--resume", str(tmp_path / "r"), "--policy", "lstm", "--steps", "2048"])
+    code = main(["train", "--resume", str(tmp_path / "r"), "--policy", other, "--steps", "2048"])
     assert code != 0
     assert "policy" in capsys.readouterr().err
 
