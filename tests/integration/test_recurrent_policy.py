@@ -5,6 +5,7 @@ GRU learns the velocity-free CartPole an MLP cannot (seeds 0-2)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 
@@ -116,3 +117,60 @@ def test_a_gru_balances_the_pole_without_velocities_an_mlp_cannot():
     assert median(r.final for r in gru) >= 150, summary(gru)
     assert median(r.best for r in mlp) < 150, summary(mlp)
     assert median(r.late_return for r in mlp) < 100, summary(mlp)
+
+
+class _Spy:
+    """The trainer's update rule, recording the PolicyBatch it is given."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.seen = inner, []
+
+    def update(self, actor, batch):
+        self.seen.append(batch)
+        return self.inner.update(actor, batch)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_the_update_sees_gae_advantages_aligned_with_its_sequences(cell):
+    """GAE is unchanged for a recurrent policy: the advantage the update pairs with the action of
+    env n at step t is GAE(γ, λ) of that env's rewards and values (a plain loop here), and the
+    sequence position it pairs them with is where the actor, stepped along env n with resets at
+    episode ends, gave that action's log-probability."""
+    gamma, lam, T, N = 0.97, 0.9, 40, 3
+    agent = TRPO(ENV, seed=1, policy=cell, num_envs=N, steps_per_env=T, gamma=gamma, gae_lambda=lam,
+                 normalize_advantages=False, progress=False, tensorboard=False, eval_episodes=0)  # fmt: skip
+    t = agent.trainer
+    sampler = t._ensure_collector()
+    batches = []
+    collect = sampler.collect
+    sampler.collect = lambda *a, **k: batches.append(collect(*a, **k)) or batches[-1]
+    spy = _Spy(t.rule)
+    t.rule = spy
+    with torch.no_grad():
+        before = copy.deepcopy(t.actor)
+    agent.learn(T * N)
+    (batch,), (seen,) = batches, spy.seen
+    done = (batch.terminated | batch.truncated).bool()
+    assert done.any()
+    r, v, nv = batch.rewards.double(), batch.values.double(), batch.next_values.double()
+    with torch.no_grad():
+        state, starts, obs = unpack(batch.policy_input, before.state_size, before.obs_dim)
+        logp = before(batch.policy_input).log_prob(seen.actions)
+    for n in range(N):
+        running = 0.0
+        want = [0.0] * T
+        for k in reversed(range(T)):
+            boot = 0.0 if batch.terminated[k, n] else gamma * float(nv[k, n])
+            delta = float(r[k, n]) + boot - float(v[k, n])
+            running = delta + (0.0 if done[k, n] else gamma * lam * running)
+            want[k] = running
+        got = seen.advantages[n * T : (n + 1) * T].double()
+        torch.testing.assert_close(got, torch.tensor(want, dtype=torch.float64), rtol=1e-5, atol=1e-5)
+        s = state[n : n + 1]
+        for k in range(T):
+            with torch.no_grad():
+                dist, s = before.step(obs[n : n + 1, k], s * (1 - starts[n : n + 1, k : k + 1]))
+            assert seen.actions[n * T + k] == batch.actions[k, n]
+            torch.testing.assert_close(dist.log_prob(batch.actions[k, n : n + 1])[0], logp[n * T + k],
+                                       rtol=1e-5, atol=1e-6)  # fmt: skip
+    agent.close()

@@ -10,9 +10,13 @@ import pytest
 import torch
 
 from trustpg.config.train_config import TrainConfig
+from trustpg.core import rules
 from trustpg.core.distributions import kl
 from trustpg.core.fisher import fisher_matrix, fisher_quadratic, fisher_vector_product, functorch_fvp
-from trustpg.core.linalg import angle_degrees, conjugate_gradient, flat_grad
+from trustpg.core.linalg import angle_degrees, conjugate_gradient, flat_grad, flat_params
+from trustpg.core.line_search import KLs
+from trustpg.core.rules import TRPO
+from trustpg.core.update import PolicyBatch
 from trustpg.nets.recurrent import RecurrentActor, RecurrentCritic, is_recurrent, pack, unpack
 
 
@@ -134,6 +138,44 @@ def test_kl_matches_torch_distributions_on_every_state(cell):
         torch.distributions.Categorical(logits=new.params[0]),
     )
     assert ours.shape == (10,) and torch.allclose(ours, ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_trpo_step_on_whole_sequences_keeps_their_kl_within_the_budget(cell):
+    """The line search measures KL on the sequences (every state through the recurrence): the
+    accepted step's KL, recomputed here per state with torch.distributions, is within δ."""
+    actor = _actor(cell)
+    x = _sequences(4, 10, 3, actor.state_size, seed=9)
+    with torch.no_grad():
+        old_logits = actor(x).params[0].clone()
+        a = actor(x).sample(torch.Generator().manual_seed(10))
+    adv = torch.randn(a.shape[0], generator=torch.Generator().manual_seed(11))
+    stats = TRPO(max_kl=0.01).update(actor, PolicyBatch(x, a, adv))
+    assert not stats.skipped and stats.surrogate_after > stats.surrogate_before
+    with torch.no_grad():
+        new_logits = actor(x).params[0]
+    per_state = torch.distributions.kl_divergence(
+        torch.distributions.Categorical(logits=old_logits), torch.distributions.Categorical(logits=new_logits)
+    )
+    assert per_state.shape == (40,) and float(per_state.mean()) <= 0.01 + 1e-12
+    assert float(per_state.mean()) == pytest.approx(stats.measured_kl, rel=1e-9)
+
+
+def test_a_rejected_step_restores_the_recurrent_parameters_bit_exactly(monkeypatch):
+    actor = _actor("lstm")
+    x = _sequences(3, 8, 3, actor.state_size, seed=12)
+    with torch.no_grad():
+        a = actor(x).sample(torch.Generator().manual_seed(13))
+    adv = torch.randn(a.shape[0], generator=torch.Generator().manual_seed(14))
+    theta0 = flat_params(actor)
+
+    def worse(policy, batch, s):  # every candidate within the budget but worse
+        return s.surr - 1.0, KLs(0.0, 0.0, 0.0)
+
+    monkeypatch.setattr(rules, "_evaluate", worse)
+    stats = TRPO(max_kl=0.01, max_backtracks=3).update(actor, PolicyBatch(x, a, adv))
+    assert stats.skipped and "line search" in stats.skip_reason
+    assert torch.equal(flat_params(actor), theta0)
 
 
 def test_critic_gives_sequences_the_shape_of_their_returns_and_agrees_with_stepping():
