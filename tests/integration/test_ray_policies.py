@@ -1,5 +1,6 @@
-"""The Beta policy, action masks and a recurrent policy with Ray rollout workers (issue 21): one
-worker gives the in-process run bit for bit, as for the default policies (tests/integration/test_ray.py)."""
+"""The Beta policy, action masks and recurrent policies with Ray rollout workers (issue 21): one
+worker gives the in-process run bit for bit, as for the default policies (tests/integration/test_ray.py);
+with two, each worker carries its envs' recurrent states from one batch to the next."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from trustpg import TRPO
 from trustpg.core.linalg import flat_params
 from trustpg.io.record import TIMING_COLUMNS
+from trustpg.nets.recurrent import unpack
 
 ray = pytest.importorskip("ray")
 
@@ -20,16 +22,13 @@ HERE = str(Path(__file__).resolve().parent)
 
 
 def register_masked_env() -> None:
-    """Register the masked toy env (MultiDiscrete([3, 4]), mask in a Dict observation); run in
-    this process and, as Ray's worker setup hook, in every worker process."""
-    import gymnasium as gym
-
+    """Register the masked toy env (MultiDiscrete([3, 4]), mask in a Dict observation: importing
+    _masked_envs does); run in this process and, as Ray's worker setup hook, in every worker."""
     if HERE not in sys.path:
         sys.path.insert(0, HERE)
-    from _masked_envs import PickTarget
+    import _masked_envs
 
-    if MASKED_ID not in gym.registry:
-        gym.register(MASKED_ID, entry_point=PickTarget, kwargs={"nvec": (3, 4)})
+    assert _masked_envs.ENV_ID == MASKED_ID
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -63,6 +62,7 @@ def _run(env: str, **overrides):
         ("Pendulum-v1", {"action_dist": "beta"}),
         (MASKED_ID, {}),
         ("trustpg/CartPoleNoVel-v1", {"policy": "gru"}),
+        ("trustpg/CartPoleNoVel-v1", {"policy": "lstm"}),
     ],
 )
 def test_one_worker_is_the_in_process_sampler(env, extra):
@@ -70,3 +70,28 @@ def test_one_worker_is_the_in_process_sampler(env, extra):
     rows_b, theta_b, rng_b = _run(env, workers=1, progress=False, **extra)
     assert rows_a == rows_b
     assert torch.equal(theta_a, theta_b) and torch.equal(rng_a, rng_b)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_two_workers_carry_each_envs_hidden_state(cell):
+    """Each worker keeps the recurrent states of its own envs from one batch to the next: the
+    state a sequence of the second batch starts from is the actor's state after stepping that
+    env's sequence of the first (zeroed if its episode ended there), for the envs of both workers."""
+    agent = TRPO("trustpg/CartPoleNoVel-v1", policy=cell, num_envs=4, steps_per_env=40, seed=3,
+                 workers=2, progress=False, tensorboard=False, eval_episodes=0)  # fmt: skip
+    try:
+        t = agent.trainer
+        sampler = t._ensure_collector()
+        first = sampler.collect(t.actor, t.critic, 40)
+        second = sampler.collect(t.actor, t.critic, 40)
+        done = (first.terminated | first.truncated).bool()
+        with torch.no_grad():
+            state, starts, obs = unpack(first.policy_input, t.actor.state_size, t.actor.obs_dim)
+            for k in range(obs.shape[1]):
+                state = t.actor.step(obs[:, k], state * (1 - starts[:, k : k + 1]))[1]
+        state = state * (~done[-1]).float().unsqueeze(-1)
+        carried = second.policy_input[:, : t.actor.state_size]
+        assert carried.shape[0] == 4 and torch.allclose(carried, state, atol=1e-6)
+        assert (carried[:2].abs().sum() > 0) and (carried[2:].abs().sum() > 0)  # both workers' envs
+    finally:
+        agent.close()
