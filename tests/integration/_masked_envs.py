@@ -28,7 +28,9 @@ class InvalidAction(AssertionError):
 
 class PickTarget(gym.Env):
     """``nvec`` = (n,) gives ``Discrete(n)`` actions, more entries ``MultiDiscrete(nvec)``;
-    ``mask_in`` = "dict" puts the mask in a Dict observation, "info" in ``info["action_mask"]``."""
+    ``mask_in`` = "dict" puts the mask in a Dict observation, "info" in ``info["action_mask"]``,
+    "feature" in a Dict key trustpg does not read as a mask (an ordinary observation, for
+    measuring what masking costs); only then is an invalid action allowed (it scores 0)."""
 
     def __init__(self, nvec: tuple[int, ...] = (6,), mask_in: str = "dict") -> None:
         self.nvec = tuple(nvec)
@@ -38,9 +40,10 @@ class PickTarget(gym.Env):
         first = gym.spaces.Discrete(self.nvec[0])
         self.action_space = gym.spaces.MultiDiscrete(self.nvec) if multi else first
         target = gym.spaces.Box(0.0, 1.0, (k,), np.float32)
-        if mask_in == "dict":
+        if mask_in in ("dict", "feature"):
             mask = gym.spaces.MultiBinary(k)
-            self.observation_space = gym.spaces.Dict({"target": target, "action_mask": mask})
+            key = "action_mask" if mask_in == "dict" else "mask_feature"
+            self.observation_space = gym.spaces.Dict({"target": target, key: mask})
         else:
             self.observation_space = target
         self._t = 0
@@ -59,6 +62,8 @@ class PickTarget(gym.Env):
         onehot = np.concatenate([np.eye(n, dtype=np.float32)[t] for n, t in zip(self.nvec, self.targets)])
         if self.mask_in == "dict":
             return {"target": onehot, "action_mask": self.mask.copy()}, {}
+        if self.mask_in == "feature":
+            return {"target": onehot, "mask_feature": self.mask.copy()}, {}
         return onehot, {"action_mask": self.mask.astype(bool)}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
@@ -71,7 +76,7 @@ class PickTarget(gym.Env):
         acts = np.atleast_1d(np.asarray(action)).astype(np.int64)
         offsets = np.cumsum((0, *self.nvec[:-1]))
         for d, a in enumerate(acts):
-            if not self.mask[offsets[d] + a]:
+            if not self.mask[offsets[d] + a] and self.mask_in != "feature":
                 raise InvalidAction(f"action {a} of dimension {d} is masked (mask {self.mask})")
         reward = float(np.mean([a == t for a, t in zip(acts, self.targets)]))
         self._t += 1
@@ -81,5 +86,13 @@ class PickTarget(gym.Env):
 
 
 register_env_state(PickTarget)  # its state is plain attributes and np_random: exact resume
-if ENV_ID not in gym.registry:
-    gym.register(ENV_ID, entry_point=PickTarget, kwargs={"nvec": (3, 4), "mask_in": "dict"})
+#: For benchmarks/policy_throughput.py: Discrete(6) and MultiDiscrete (3, 4), masked and with
+#: the same mask as an ordinary observation feature (unmasked).
+THROUGHPUT_IDS = {
+    "trustpg_test/PickTarget6-v0": {"nvec": (6,), "mask_in": "dict"},
+    "trustpg_test/PickTarget6Feature-v0": {"nvec": (6,), "mask_in": "feature"},
+    "trustpg_test/PickTargetFeature-v0": {"nvec": (3, 4), "mask_in": "feature"},
+}
+for _id, _kwargs in {ENV_ID: {"nvec": (3, 4), "mask_in": "dict"}, **THROUGHPUT_IDS}.items():
+    if _id not in gym.registry:
+        gym.register(_id, entry_point=PickTarget, kwargs=_kwargs)
