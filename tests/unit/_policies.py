@@ -7,7 +7,8 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from trustpg.core.distributions import Bernoulli, Categorical, DiagGaussian, Distribution
-from trustpg.core.linalg import flat_params
+from trustpg.core.fisher import fisher_vector_product
+from trustpg.core.linalg import conjugate_gradient, flat_params
 from trustpg.core.update import PolicyBatch
 
 OBS_DIM = 3
@@ -113,3 +114,20 @@ def dist_at(policy: nn.Module, flat: Tensor, obs: Tensor) -> Distribution:
 
 def theta0(policy: nn.Module) -> Tensor:
     return flat_params(policy)
+
+
+def surrogate_and_natural_gradient(policy: nn.Module, obs: Tensor, seed: int) -> tuple[Tensor, Tensor]:
+    """(g, x): the surrogate's gradient at θ for actions sampled from the policy and N(0, 1)
+    advantages, and x ≈ (F + 10⁻³ I)⁻¹ g by conjugate gradient run to convergence."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        actions = policy(obs).sample(gen)
+        logp_old = policy(obs).log_prob(actions)
+    adv = torch.randn(obs.shape[0], generator=gen, dtype=torch.float64)
+
+    def surrogate(t: Tensor) -> Tensor:
+        return (torch.exp(dist_at(policy, t, obs).log_prob(actions) - logp_old) * adv).mean()
+
+    g = torch.func.grad(surrogate)(flat_params(policy))
+    fvp = fisher_vector_product(policy, obs, damping=1e-3)
+    return g, conjugate_gradient(fvp, g, iters=100, tol=1e-20).x
