@@ -131,3 +131,23 @@ def test_cli_trains_the_cnn_asked_for_and_evaluates_it(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "image observations" in err and err.count("\n") == 1, err
     assert not (tmp_path / "flat").exists()
+
+
+def test_cli_cnn_dense_sizes_shape_the_saved_networks_and_hidden_sizes_is_said_unused(tmp_path, caplog):
+    """--cnn-dense-sizes reaches actor and critic, the checkpoint loads them at those widths; a
+    --hidden-sizes the CNN does not use is said so (once), not silently dropped."""
+    run = tmp_path / "r"
+    with caplog.at_level(logging.WARNING, logger="trustpg"):
+        code = main(["train", "--env", ENV_ID, "--policy", "cnn", "--cnn-dense-sizes", "24", "12",
+                     "--hidden-sizes", "256", "--steps", "256", "--num-envs", "2", "--steps-per-env", "64",
+                     "--run-dir", str(tmp_path), "--run-name", "r", "--no-progress", "--no-tensorboard",
+                     "--eval-episodes", "0"])  # fmt: skip
+    assert code == 0
+    said = [r.getMessage() for r in caplog.records if "not used by the CNN" in r.getMessage()]
+    assert said == ["hidden_sizes=[256] is not used by the CNN: --cnn-dense-sizes sizes its dense "
+                    "layers (unset: the paper's one layer)"]  # fmt: skip
+    assert json.loads((run / "config.json").read_text())["cnn_dense_sizes"] == [24, 12]
+    agent = Agent.load(run / "checkpoints" / "last")
+    widths = [m.out_features for m in agent.policy.trunk.fc if isinstance(m, torch.nn.Linear)]
+    assert widths == [24, 12] and agent.critic.trunk.features == 12
+    agent.close()

@@ -1,6 +1,7 @@
 """The Beta policy, action masks and recurrent policies with Ray rollout workers (issue 21): one
 worker gives the in-process run bit for bit, as for the default policies (tests/integration/test_ray.py);
-with two, each worker carries its envs' recurrent states from one batch to the next."""
+with two, each worker carries its envs' recurrent states from one batch to the next, and masked
+envs take only valid actions with their masks raw in the batch."""
 
 from __future__ import annotations
 
@@ -93,5 +94,29 @@ def test_two_workers_carry_each_envs_hidden_state(cell):
         carried = second.policy_input[:, : t.actor.state_size]
         assert carried.shape[0] == 4 and torch.allclose(carried, state, atol=1e-6)
         assert (carried[:2].abs().sum() > 0) and (carried[2:].abs().sum() > 0)  # both workers' envs
+    finally:
+        agent.close()
+
+
+def test_two_workers_take_only_valid_actions_and_keep_the_mask_raw():
+    """Masked MultiDiscrete (3, 4) with two Ray workers and observation normalisation: every
+    action in the batch is valid under the mask recorded beside it, the mask reaches the batch
+    raw (0/1, not normalised) from the envs of both workers, and training runs (the env raises
+    on an invalid action, in the worker that steps it)."""
+    agent = TRPO(MASKED_ID, num_envs=4, steps_per_env=64, seed=2, workers=2, normalize_obs=True,
+                 progress=False, tensorboard=False, eval_episodes=0)  # fmt: skip
+    try:
+        agent.learn(3 * 4 * 64)
+        t = agent.trainer
+        batch = t._ensure_collector().collect(t.actor, t.critic, 32)
+        assert batch.obs.shape == (32, 4, 14)  # [T, N, D]: 7 target entries, then the 3 + 4 mask
+        mask = batch.obs[..., -7:]
+        assert torch.equal(mask, mask.round()) and set(mask.unique().tolist()) == {0.0, 1.0}
+        assert not torch.equal(batch.obs[..., :7], batch.obs[..., :7].round())  # normalised
+        acts = batch.actions.reshape(-1, 2).long()
+        flat = mask.reshape(-1, 7).bool()
+        assert flat[torch.arange(len(acts)), acts[:, 0]].all()
+        assert flat[torch.arange(len(acts)), 3 + acts[:, 1]].all()
+        assert all((mask[:, n] == 0).any() for n in range(4))  # envs of both workers forbid some
     finally:
         agent.close()

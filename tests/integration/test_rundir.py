@@ -152,6 +152,7 @@ IDENTITY_CHANGES = {
     "vpg_optimizer": ["--vpg-optimizer", "adam"],
     "policy": ["--policy", "gru"],
     "normalize_images": ["--normalize-images"],
+    "cnn_dense_sizes": ["--cnn-dense-sizes", "32"],
 }
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributions as td
+from torch import nn
 
 from trustpg.core.distributions import kl
 from trustpg.core.fisher import fisher_quadratic, fisher_vector_product, functorch_fvp
@@ -50,11 +51,27 @@ def test_frames_in_any_form_give_one_distribution(shape):
     assert torch.allclose(actor.trunk.conv(x), ones)
 
 
-@pytest.fixture
-def small_actor():
+def test_dense_sizes_replace_the_papers_one_layer():
+    """cnn_dense_sizes: ReLU layers of those widths between the convolutions and the output
+    layer, in actor and critic; unset, the paper's one layer (128 MinAtar, 512 Nature-CNN)."""
+    minatar = gym.spaces.Box(0, 1, (10, 10, 4), bool)
+    atari = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    widths = lambda net: [m.out_features for m in net.trunk.fc if isinstance(m, nn.Linear)]  # noqa: E731
+    assert widths(CNNActor(minatar, 6, "categorical")) == [128] and widths(CNNCritic(atari)) == [512]
+    actor, critic = CNNActor(minatar, 6, "categorical", dense=(128, 64)), CNNCritic(minatar, dense=(128, 64))
+    assert widths(actor) == widths(critic) == [128, 64]
+    assert actor.trunk.fc[0].in_features == 16 * 8 * 8  # 16 3×3 filters on 10×10, no padding
+    assert actor.head.in_features == critic.head.in_features == 64
+    assert sum(isinstance(m, nn.ReLU) for m in actor.trunk.fc) == 2
+    frames = torch.randint(0, 2, (5, 10, 10, 4), dtype=torch.uint8)
+    assert actor(frames).params[0].shape == (5, 6) and critic(frames).shape == (5,)
+
+
+@pytest.fixture(params=[None, (8, 5)], ids=["paper", "two-dense"])
+def small_actor(request):
     torch.manual_seed(1)
     space = gym.spaces.Box(0, 255, (6, 6, 2), np.uint8)
-    actor = CNNActor(space, 3, "categorical").double()
+    actor = CNNActor(space, 3, "categorical", dense=request.param).double()
     obs = torch.randint(0, 256, (7, 6, 6, 2), dtype=torch.uint8)
     return actor, obs
 

@@ -47,6 +47,9 @@ BAD_API = [
     ("vf_hidden_sizes", (), ValueError, "positive layer sizes"),
     ("vf_hidden_sizes", (0,), ValueError, "positive layer sizes"),
     ("vf_hidden_sizes", (64.5,), TypeError, "tuple of ints"),
+    ("cnn_dense_sizes", (), ValueError, "positive layer sizes"),
+    ("cnn_dense_sizes", (128, 0), ValueError, "positive layer sizes"),
+    ("cnn_dense_sizes", (64.5,), TypeError, "tuple of ints"),
     ("activation", "sigmoid", ValueError, "one of tanh, relu, elu"),
     ("log_std_init", 100.0, ValueError, "in [-20, 5]"),
     ("action_dist", "cauchy", ValueError, "one of gaussian, beta"),
@@ -119,14 +122,22 @@ def test_normalize_images_needs_normalize_obs():
         TrainConfig(normalize_images=True, normalize_obs=False)
 
 
+def test_cnn_dense_sizes_is_for_the_cnn_only():
+    with pytest.raises(ValueError, match=r"cnn_dense_sizes=\(128, 128\) is invalid: must be unset "
+                       r"with policy='mlp' \(it sizes the CNN's dense layers; set hidden_sizes\)"):  # fmt: skip
+        TrainConfig(policy="mlp", cnn_dense_sizes=(128, 128))
+    for policy in ("auto", "cnn"):
+        TrainConfig(policy=policy, cnn_dense_sizes=(128, 128))
+
+
 def test_agent_factory_validates_too():
     with pytest.raises(ValueError, match=r"gamma=2\.0 is invalid: must be in \[0, 1\]"):
         TRPO("CartPole-v1", gamma=2.0)
 
 
 def test_api_coerces_what_json_and_users_naturally_pass():
-    c = TrainConfig(run_dir="runs", hidden_sizes=[32, 32])  # type: ignore[arg-type]
-    assert c.run_dir == Path("runs") and c.hidden_sizes == (32, 32)
+    c = TrainConfig(run_dir="runs", hidden_sizes=[32, 32], cnn_dense_sizes=[8, 8])  # type: ignore[arg-type]
+    assert c.run_dir == Path("runs") and c.hidden_sizes == (32, 32) and c.cnn_dense_sizes == (8, 8)
     assert TrainConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
 
 

@@ -37,7 +37,7 @@ from trustpg.io.rundir import (
 IDENTITY = (
     "algo", "env", "env_kwargs", "seed", "hidden_sizes", "vf_hidden_sizes", "activation",
     "num_envs", "normalize_obs", "normalize_reward", "vpg_optimizer", "action_dist",
-    "policy", "normalize_images",
+    "policy", "normalize_images", "cnn_dense_sizes",
 )  # fmt: skip
 
 

@@ -21,6 +21,8 @@ Algo = Literal["trpo", "npg", "vpg"]
 #: by adding offsets, which must stay within torch's 64-bit generator seeds.
 MAX_SEED = 2**32
 _VALIDATE = True
+#: Layer-size fields: tuples here, lists in JSON.
+_SIZES = ("hidden_sizes", "vf_hidden_sizes", "cnn_dense_sizes")
 
 
 def usable_cores() -> int:
@@ -92,6 +94,10 @@ class TrainConfig:
     vf_hidden_sizes: tuple[int, ...] | None = None
     """Hidden layer sizes of the critic; unset: the same as hidden_sizes. The critic is fitted by
     regression, not by a trust-region step, so a wider one costs no Fisher-vector products."""
+    cnn_dense_sizes: tuple[int, ...] | None = None
+    """Dense layers of the CNN (actor and critic) between its convolutions and its output layer;
+    unset: the paper's one layer (512 units for the Nature-CNN, 128 for the MinAtar network).
+    The CNN does not use hidden_sizes."""
     activation: Literal["tanh", "relu", "elu"] = "tanh"
     """Hidden activation."""
     policy: Literal["auto", "mlp", "gru", "lstm", "cnn"] = "auto"
@@ -206,7 +212,7 @@ class TrainConfig:
         # Friendly coercions for the Python API (JSON has no tuples, users pass strings for paths).
         if isinstance(self.run_dir, str):
             object.__setattr__(self, "run_dir", Path(self.run_dir))
-        for name in ("hidden_sizes", "vf_hidden_sizes"):
+        for name in _SIZES:
             if isinstance(getattr(self, name), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
         if _VALIDATE:
@@ -227,7 +233,8 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["run_dir"] = str(self.run_dir)
         d["hidden_sizes"] = list(self.hidden_sizes)
-        d["vf_hidden_sizes"] = None if self.vf_hidden_sizes is None else list(self.vf_hidden_sizes)
+        for name in _SIZES[1:]:
+            d[name] = None if getattr(self, name) is None else list(getattr(self, name))
         return d
 
     @staticmethod
@@ -239,7 +246,7 @@ class TrainConfig:
         d = dict(d)
         if "run_dir" in d:
             d["run_dir"] = Path(d["run_dir"])
-        for name in ("hidden_sizes", "vf_hidden_sizes"):
+        for name in _SIZES:
             if d.get(name) is not None:
                 d[name] = tuple(d[name])
         return TrainConfig(**d)
@@ -346,6 +353,11 @@ def validate(c: TrainConfig) -> None:
     vf = c.vf_hidden_sizes
     _need(vf is None or (len(vf) >= 1 and all(h >= 1 for h in vf)), "vf_hidden_sizes", vf,
           "unset (as hidden_sizes) or one or more positive layer sizes")  # fmt: skip
+    cnn = c.cnn_dense_sizes
+    _need(cnn is None or (len(cnn) >= 1 and all(h >= 1 for h in cnn)), "cnn_dense_sizes", cnn,
+          "unset (the paper's layer) or one or more positive layer sizes")  # fmt: skip
+    _need(cnn is None or c.policy in ("auto", "cnn"), "cnn_dense_sizes", cnn,
+          f"unset with policy={c.policy!r} (it sizes the CNN's dense layers; set hidden_sizes)")  # fmt: skip
     _need(c.fvp_stride <= c.batch_size, "fvp_stride", c.fvp_stride,
           f"<= the batch size num_envs*steps_per_env = {c.batch_size}")  # fmt: skip
     _need(c.policy in ("auto", "mlp") or c.curvature == "cg", "curvature", c.curvature,

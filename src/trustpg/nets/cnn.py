@@ -61,25 +61,33 @@ def _init(layer: nn.Conv2d | nn.Linear, gain: float) -> nn.Module:
 
 
 class ConvTrunk(nn.Module):
-    """Frames ``[B, ...]`` (any dtype, any layout of the ``C·H·W`` entries) to features ``[B, F]``."""
+    """Frames ``[B, ...]`` (any dtype, any layout of the ``C·H·W`` entries) to features ``[B, F]``:
+    the convolutions, then ReLU dense layers of ``dense`` units (None: the paper's one layer)."""
 
-    def __init__(self, chw: tuple[int, int, int], channels_last: bool, scale: float) -> None:
+    def __init__(
+        self, chw: tuple[int, int, int], channels_last: bool, scale: float,
+        dense: tuple[int, ...] | None = None,
+    ) -> None:  # fmt: skip
         super().__init__()
         self.chw, self.channels_last, self.scale = chw, channels_last, scale
         c, h, w = chw
         if min(h, w) >= NATURE_MIN_SIZE:
             convs = [nn.Conv2d(c, 32, 8, 4), nn.Conv2d(32, 64, 4, 2), nn.Conv2d(64, 64, 3, 1)]
-            self.features = 512
+            sizes = dense or (512,)
         else:
             convs = [nn.Conv2d(c, 16, 3, 1)]
-            self.features = 128
+            sizes = dense or (128,)
         layers: list[nn.Module] = []
         for conv in convs:
             layers += [_init(conv, HIDDEN_GAIN), nn.ReLU()]
         self.conv = nn.Sequential(*layers, nn.Flatten())
         with torch.no_grad():
-            flat = int(self.conv(torch.zeros(1, c, h, w)).shape[1])
-        self.fc = nn.Sequential(_init(nn.Linear(flat, self.features), HIDDEN_GAIN), nn.ReLU())
+            width = int(self.conv(torch.zeros(1, c, h, w)).shape[1])
+        fc: list[nn.Module] = []
+        for size in sizes:
+            fc += [_init(nn.Linear(width, size), HIDDEN_GAIN), nn.ReLU()]
+            width = size
+        self.fc, self.features = nn.Sequential(*fc), width
 
     def head_dtype(self) -> torch.dtype:
         return next(self.fc.parameters()).dtype
@@ -99,7 +107,7 @@ class CNNActor(nn.Module):
 
     def __init__(
         self, space: gym.spaces.Box, action_dim: int, kind: ActionKind, log_std_init: float = 0.0,
-        nvec: tuple[int, ...] = (), scale: float | None = None,
+        nvec: tuple[int, ...] = (), scale: float | None = None, dense: tuple[int, ...] | None = None,
     ) -> None:  # fmt: skip
         super().__init__()
         layout = image_layout(space)
@@ -108,7 +116,7 @@ class CNNActor(nn.Module):
         if kind == "beta":
             raise ValueError("action_dist='beta' is for the MLP and recurrent policies, not the CNN")
         self.kind, self.nvec, self.action_dim = kind, tuple(nvec), action_dim
-        self.trunk = ConvTrunk(*layout, pixel_scale(space) if scale is None else scale)
+        self.trunk = ConvTrunk(*layout, pixel_scale(space) if scale is None else scale, dense)
         self.head = _init(nn.Linear(self.trunk.features, action_dim), POLICY_HEAD_GAIN)
         if kind == "gaussian":
             self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
@@ -120,12 +128,14 @@ class CNNActor(nn.Module):
 class CNNCritic(nn.Module):
     """V_φ(frame), shape ``[B]``: its own conv trunk (actor and critic share nothing, as in TRPO)."""
 
-    def __init__(self, space: gym.spaces.Box, scale: float | None = None) -> None:
+    def __init__(
+        self, space: gym.spaces.Box, scale: float | None = None, dense: tuple[int, ...] | None = None
+    ) -> None:
         super().__init__()
         layout = image_layout(space)
         if layout is None:
             raise ValueError(f"a CNN critic needs image observations (a 2-D or 3-D Box), got {space}")
-        self.trunk = ConvTrunk(*layout, pixel_scale(space) if scale is None else scale)
+        self.trunk = ConvTrunk(*layout, pixel_scale(space) if scale is None else scale, dense)
         self.head = _init(nn.Linear(self.trunk.features, 1), VALUE_HEAD_GAIN)
 
     def forward(self, obs: Tensor) -> Tensor:
@@ -138,12 +148,14 @@ def make_cnn(
     log_std_init: float,
     action_dist: BoxDist,
     normalized: bool = False,
+    dense: tuple[int, ...] | None = None,
 ) -> tuple[CNNActor, CNNCritic]:
-    """The CNN actor and critic for these spaces; frames arrive ``normalized`` per cell (then
-    unscaled) or raw (scaled by :func:`pixel_scale`)."""
+    """The CNN actor and critic for these spaces, with dense layers of ``dense`` units (None: the
+    paper's); frames arrive ``normalized`` per cell (then unscaled) or raw (scaled by
+    :func:`pixel_scale`)."""
     if not isinstance(observation_space, gym.spaces.Box):
         raise ValueError(f"a CNN policy needs image observations (a 2-D or 3-D Box), got {observation_space}")
     h = head_of(observation_space, action_space, action_dist)
     scale = 1.0 if normalized else None
-    actor = CNNActor(observation_space, h.dim, h.kind, log_std_init, h.nvec, scale)
-    return actor, CNNCritic(observation_space, scale)
+    actor = CNNActor(observation_space, h.dim, h.kind, log_std_init, h.nvec, scale, dense)
+    return actor, CNNCritic(observation_space, scale, dense)

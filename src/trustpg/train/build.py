@@ -20,6 +20,8 @@ from trustpg.nets.recurrent import make_recurrent
 from trustpg.sampling.rollout import obs_handling
 
 log = logging.getLogger("trustpg")
+_DEFAULT_HIDDEN = TrainConfig.__dataclass_fields__["hidden_sizes"].default
+_told: set[tuple[int, ...]] = set()  # hidden_sizes already said to be unused by a CNN
 
 
 def make_rule(c: TrainConfig) -> UpdateRule:
@@ -70,8 +72,14 @@ def networks(
                 f"curvature={c.curvature!r} is invalid: must be cg for image observations (a CNN "
                 "policy): kfac, kfac-cg, diagonal and empirical are written for Linear layers"
             )
+        if c.hidden_sizes != _DEFAULT_HIDDEN and c.hidden_sizes not in _told:
+            _told.add(c.hidden_sizes)
+            log.warning("hidden_sizes=%s is not used by the CNN: --cnn-dense-sizes sizes its dense "
+                        "layers (unset: the paper's one layer)", list(c.hidden_sizes))  # fmt: skip
         normalized = obs_handling(obs_space, c.normalize_obs, c.policy, c.normalize_images)[0]
-        cnn_actor, cnn_critic = make_cnn(obs_space, act_space, c.log_std_init, c.action_dist, normalized)
+        cnn_actor, cnn_critic = make_cnn(
+            obs_space, act_space, c.log_std_init, c.action_dist, normalized, c.cnn_dense_sizes
+        )
         return (actor if actor is not None else cnn_actor), cnn_critic
     if kind == "mlp":
         made = actor if actor is not None else make_actor(
