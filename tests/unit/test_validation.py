@@ -123,8 +123,9 @@ def test_normalize_images_needs_normalize_obs():
 
 
 def test_cnn_dense_sizes_is_for_the_cnn_only():
-    with pytest.raises(ValueError, match=r"cnn_dense_sizes=\(128, 128\) is invalid: must be unset "
-                       r"with policy='mlp' \(it sizes the CNN's dense layers; set hidden_sizes\)"):  # fmt: skip
+    message = (r"cnn_dense_sizes=\(128, 128\) is invalid: must be unset with policy='mlp' "
+               r"\(it sizes the CNN's dense layers; set hidden_sizes\)")  # fmt: skip
+    with pytest.raises(ValueError, match=message):
         TrainConfig(policy="mlp", cnn_dense_sizes=(128, 128))
     for policy in ("auto", "cnn"):
         TrainConfig(policy=policy, cnn_dense_sizes=(128, 128))
