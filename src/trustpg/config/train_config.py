@@ -232,8 +232,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["run_dir"] = str(self.run_dir)
-        d["hidden_sizes"] = list(self.hidden_sizes)
-        for name in _SIZES[1:]:
+        for name in _SIZES:
             d[name] = None if getattr(self, name) is None else list(getattr(self, name))
         return d
 
