@@ -38,7 +38,8 @@ def collect(runs: Path) -> dict[tuple[str, str], list[dict]]:
 
 def _wall_time(run: Path, fallback: float) -> float:
     """Training wall time over all segments of a run: the last ``wall_time`` of metrics.csv (kept
-    across resumes in the checkpoint), not summary.json's ``train_seconds`` (the last segment)."""
+    across resumes in the checkpoint). summary.json's ``train_seconds`` is the same now, but in runs
+    recorded before December 2026's fix it counted a resumed run's last segment alone."""
     path = metrics_file(run)
     rows = read_metrics(path) if path is not None else []
     wall = rows[-1].get("wall_time") if rows else None

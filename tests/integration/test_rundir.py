@@ -291,3 +291,17 @@ def test_a_hyperparameter_changed_on_resume_is_printed_and_recorded(tmp_path, ca
     assert json.loads((run / "config.json").read_text())["max_kl"] == 0.02
     _, meta = load_checkpoint(run / "checkpoints" / "last")
     assert meta["config"]["max_kl"] == 0.02  # the next --resume starts from the changed value
+
+
+def test_a_resumed_runs_summary_counts_the_training_time_of_every_session(tmp_path):
+    run = tmp_path / "r"
+    assert _train(tmp_path, "r", "--steps", "1024") == 0  # 8 updates
+    first = json.loads((run / "summary.json").read_text())
+    assert main(["train", "--resume", str(run), "--steps", "1152", *FAST]) == 0  # one more update
+    second = json.loads((run / "summary.json").read_text())
+    rows = read_metrics(run / "metrics.csv")
+    assert len(rows) == 9
+    assert second["train_seconds"] == pytest.approx(float(rows[-1]["wall_time"]))
+    assert second["train_seconds"] > first["train_seconds"]  # the first session's 8 updates counted
+    assert first["train_seconds"] == pytest.approx(float(rows[7]["wall_time"]))
+    assert second["session_seconds"] > 0  # the resumed process's own time, reported beside

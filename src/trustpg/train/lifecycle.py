@@ -44,11 +44,15 @@ class StopFlag:
 
 
 def run_summary(agent: Agent, seconds: float) -> dict[str, Any]:
-    """What ``summary.json`` says about a finished run (the command line adds its evaluation)."""
+    """What ``summary.json`` says about a finished run (the command line adds its evaluation).
+    ``train_seconds`` is the time of every update in every session of the run (a resumed run's
+    too: metrics.csv's last ``wall_time``); ``session_seconds`` is this process's ``learn``,
+    checkpoints and periodic evaluations included."""
     fit = agent.trainer.critic_fit
     fit.close()  # the worker's peak memory is read as it ends (the next fit starts a new one)
     return {
-        "env_steps": agent.num_timesteps, "train_seconds": seconds,
+        "env_steps": agent.num_timesteps, "train_seconds": agent.trainer.wall_time,
+        "session_seconds": seconds,
         "peak_rss_mb": peak_rss_mb() + fit.worker_peak_rss_mb,
         "peak_rss_critic_worker_mb": fit.worker_peak_rss_mb, "software": software_versions(),
     }  # fmt: skip
