@@ -10,8 +10,9 @@
 
 A checkpoint holds the full state of both (:mod:`trustpg.envs.envstate`), so a resumed run continues
 mid-episode bit for bit: for MinAtar the game's attributes and its ``RandomState`` generators
-(sticky actions, spawns), for ALE the emulator state with its RNG (``cloneState(include_rng=True)``,
-which covers sticky actions) and the env's ``np_random`` (no-op starts).
+(sticky actions, spawns), for ALE the emulator state with its RNG (``cloneState(include_rng=True)``),
+the env's ``np_random`` (no-op starts) and the action a sticky step repeats, which ALE keeps outside
+its state (:func:`_sticky_action`).
 
 Pixels stay ``uint8`` (MinAtar's booleans become 0/1 ``uint8``) through collection and in the batch;
 the CNN (:mod:`trustpg.nets.cnn`) scales them.
@@ -109,18 +110,75 @@ def _restore_minatar(env: Any, state: dict[str, Any]) -> None:
     _restore_strict(env.game.env, state["inner"])
 
 
+# Sticky actions (Machado et al. 2018): each frame ALE repeats the action it took last with
+# probability p instead of the one it is given. That last action lives in ALE's environment object,
+# not in cloneState's state (ALE resets it to NOOP on reset), so a restored emulator would repeat
+# its own. It is found at capture by replaying and set on both sides by playing it.
+_PROBE_FRAMES = 16  # a repeat run longer than this has probability p**16 (2e-10 at ALE's p = 0.25)
+_SET_FRAMES = 32  # frames of an action after which ALE has taken it but with probability p**32
+
+
+def _play(ale: Any, action: Any, frames: int) -> None:
+    for _ in range(frames):
+        ale.act(action)
+
+
+def _make_last_action(ale: Any, saved: Any, action: Any) -> None:
+    """Leave ``ale`` in state ``saved`` with ``action`` as the last action taken. Twice, so that
+    what the emulator keeps outside its state (frame buffers) comes from the same frames on every
+    side: the first pass starts from whatever action was last, the second from ``action``."""
+    for _ in range(2):
+        _play(ale, action, _SET_FRAMES)
+        ale.restoreState(saved)
+
+
+def _sticky_action(env: Any, saved: Any) -> int:
+    """The action ``env``'s emulator would repeat on a sticky frame, or one with the same effect:
+    from ``saved``, NOOP is played for ``_PROBE_FRAMES`` frames after making each candidate the
+    last action, and the candidate whose emulator state matches the env's own is taken (ALE's
+    random draws are part of ``saved``, so the repeated frames are the same ones every time)."""
+    from ale_py import Action
+
+    ale = env.ale
+    _play(ale, Action.NOOP, _PROBE_FRAMES)
+    truth = ale.cloneState(include_rng=True).serialize()
+    ale.restoreState(saved)
+    candidates = dict.fromkeys([Action.NOOP, *env._action_set])  # NOOP: ALE's after a reset
+    for action in candidates:
+        _play(ale, action, _SET_FRAMES)
+        ale.restoreState(saved)
+        _play(ale, Action.NOOP, _PROBE_FRAMES)
+        same = ale.cloneState(include_rng=True).serialize() == truth
+        ale.restoreState(saved)
+        if same:
+            return int(action.value)
+    raise Unencodable("ALE's last action (no action of the game's set replays its sticky frames)")
+
+
 def _capture_atari(env: Any) -> dict[str, Any]:
     state = ATTRIBUTES.capture(env)
-    emulator = env.ale.cloneState(include_rng=True).serialize()
-    state["ale"] = encode(np.frombuffer(emulator, dtype=np.uint8))
+    saved = env.ale.cloneState(include_rng=True)
+    state["ale"] = encode(np.frombuffer(saved.serialize(), dtype=np.uint8))
+    if env.ale.getFloat("repeat_action_probability") > 0:
+        state["sticky_action"] = _sticky_action(env, saved)
+        _make_last_action(env.ale, saved, _action(state["sticky_action"]))  # as a restore leaves it
     return state
+
+
+def _action(value: int) -> Any:
+    from ale_py import Action
+
+    return Action(value)
 
 
 def _restore_atari(env: Any, state: dict[str, Any]) -> None:
     from ale_py import ALEState
 
     ATTRIBUTES.restore(env, state)
-    env.ale.restoreState(ALEState(decode(state["ale"]).tobytes()))
+    saved = ALEState(decode(state["ale"]).tobytes())
+    env.ale.restoreState(saved)
+    if "sticky_action" in state:  # absent: captured without sticky actions, or before this was kept
+        _make_last_action(env.ale, saved, _action(state["sticky_action"]))
 
 
 MINATAR = StateHandler(_capture_minatar, _restore_minatar)
