@@ -109,14 +109,15 @@ def test_a_minatar_game_attribute_that_cannot_be_stored_is_named(monkeypatch):
     vec.close()
 
 
-def test_minatar_training_resumes_bit_exactly(tmp_path, caplog):
-    pytest.importorskip("minatar")
-    small = dict(num_envs=2, steps_per_env=64, progress=False, tensorboard=False, eval_episodes=0)
-    steps = 4 * 128
-    whole = TRPO("MinAtar/Breakout-v1", seed=0, **small)
+@pytest.mark.parametrize(("env_id", "steps_per_env"), [("MinAtar/Breakout-v1", 64), ("ALE/Breakout-v5", 16)])
+def test_image_training_resumes_bit_exactly(tmp_path, caplog, env_id, steps_per_env):
+    _needs(env_id)
+    small = dict(num_envs=2, steps_per_env=steps_per_env, progress=False, tensorboard=False, eval_episodes=0)
+    steps = 4 * 2 * steps_per_env
+    whole = TRPO(env_id, seed=0, **small)
     rows_whole: list = []
     whole.learn(steps, callback=rows_whole.append)
-    first = TRPO("MinAtar/Breakout-v1", seed=0, **small)
+    first = TRPO(env_id, seed=0, **small)
     rows: list = []
     first.learn(steps // 2, callback=rows.append, run_dir=tmp_path)
     first.close()
