@@ -143,7 +143,8 @@ def _sticky_action(env: Any, saved: Any) -> int:
     _play(ale, Action.NOOP, _PROBE_FRAMES)
     truth = ale.cloneState(include_rng=True).serialize()
     ale.restoreState(saved)
-    candidates = dict.fromkeys([Action.NOOP, *env._action_set])  # NOOP: ALE's after a reset
+    actions = getattr(env, "_action_set", None)  # the game's; else all 18 (a superset)
+    candidates = dict.fromkeys([Action.NOOP, *(ale.getLegalActionSet() if actions is None else actions)])
     for action in candidates:
         _play(ale, action, _SET_FRAMES)
         ale.restoreState(saved)
