@@ -71,6 +71,26 @@ def curves_on_grid(runs: Path, group: list[dict[str, Any]], points: int = 100) -
     return grid, np.array([np.interp(grid, xs, y) for xs, y in curves if xs])
 
 
+def late_training_return(rows: list[dict[str, float]], fraction: float = 0.1) -> float:
+    """The training return of the episodes that ended in the last ``fraction`` of the run's env
+    steps: each update's ``mean_return`` weighted by the episodes it ended (``episodes`` is a running
+    count). What learning curves such as the MinAtar paper's show at their end: the return of the
+    policy as it still explores, not of a separate deterministic evaluation. nan without episodes."""
+    if not rows:
+        return math.nan
+    start = (1.0 - fraction) * rows[-1]["env_steps"]
+    total = weight = 0.0
+    before = 0.0
+    for r in rows:
+        ended = r.get("episodes", math.nan) - before
+        before = r.get("episodes", before)
+        y = r.get("mean_return", math.nan)
+        if r["env_steps"] > start and ended > 0 and not math.isnan(y):
+            total += y * ended
+            weight += ended
+    return total / weight if weight else math.nan
+
+
 def area_under_curve(xs: list[float], ys: list[float]) -> float:
     """Mean training return over the run: the trapezoid area under the curve / the steps it spans."""
     if len(xs) < 2 or xs[-1] <= xs[0]:

@@ -44,6 +44,20 @@ def test_area_under_the_curve_carries_the_last_return_over_updates_without_episo
     assert suite_index.area_under_curve(xs, ys) == pytest.approx((0 + 15 * 100) / 200)
 
 
+def test_late_training_return_weights_each_update_by_the_episodes_it_ended():
+    # 1,000 steps: the last 10 % are the updates after step 900. Episodes is a running count.
+    rows = [{"env_steps": 300, "episodes": 4, "mean_return": 1.0},
+            {"env_steps": 600, "episodes": 9, "mean_return": 2.0},
+            {"env_steps": 900, "episodes": 9, "mean_return": math.nan},  # no episode: not counted
+            {"env_steps": 950, "episodes": 12, "mean_return": 10.0},  # 3 episodes
+            {"env_steps": 1000, "episodes": 13, "mean_return": 30.0}]  # 1 episode  # fmt: skip
+    assert suite_index.late_training_return(rows) == pytest.approx((3 * 10.0 + 1 * 30.0) / 4)
+    # Half the run: updates after step 500, the first of them ended 5 episodes at 2.0.
+    assert suite_index.late_training_return(rows, 0.5) == pytest.approx((5 * 2 + 30 + 30) / 9)
+    assert math.isnan(suite_index.late_training_return(rows[:3], 0.2))  # last updates ended none
+    assert math.isnan(suite_index.late_training_return([]))
+
+
 def test_index_attributes_only_committed_suite_runs_and_headlines_one_commit(tmp_path):
     for seed, ret in enumerate([100.0, 110.0, 120.0]):
         _run(tmp_path, f"mujoco-v5/aaaa/Hopper-v5/trpo/preset/s{seed}", seed, ret, "a" * 40)
