@@ -63,6 +63,44 @@ def table(gs: dict[Group, list[dict[str, Any]]], root: Path) -> list[str]:
     return lines
 
 
+# The MinAtar paper's DQN at 5M frames (Young & Tian 2019; training return over the final 500k
+# frames, ε = 0.1 exploration included), as an independent DQN reproduction read them off the
+# paper's figure (the paper gives curves only; docs/benchmarks.md, "Against the MinAtar paper").
+PAPER_DQN = {"MinAtar/Breakout-v0": 10.0, "MinAtar/Freeway-v0": 50.5,
+             "MinAtar/SpaceInvaders-v0": 45.0, "MinAtar/Asterix-v0": 16.5}  # fmt: skip
+
+
+PAPER_NOTE = (
+    "Against the MinAtar paper's DQN at 5M frames (`PAPER_DQN` in benchmarks/pomdp_report.py; "
+    'the source and how to read it: "Against the MinAtar paper" above):'
+)
+
+
+def paper_table(gs: dict[Group, list[dict[str, Any]]], root: Path) -> list[str]:
+    """TRPO's preset runs on the paper's games (the runs of 5M steps, one row per commit) against
+    the paper's DQN: the same measure (training return at the end) and the deterministic evaluation."""
+    from suite_index import late_training_return, read_rows  # type: ignore[import-not-found]
+
+    lines = [
+        "| env | commit | DQN, paper (≈) | TRPO training return, last 10 % of steps: mean (per seed) "
+        "| TRPO deterministic evaluation: mean (per seed) | seeds above DQN (training return) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (env, variant, commit), runs in gs.items():
+        if variant != "preset" or env not in PAPER_DQN:
+            continue
+        steps = {json.loads((root / r["path"] / "config.json").read_text())["steps"] for r in runs}
+        if steps != {5_000_000}:
+            continue
+        late = [late_training_return(read_rows(root / r["path"])) for r in runs]
+        ev = [r["eval_mean"] for r in runs]
+        above = sum(x > PAPER_DQN[env] for x in late)
+        lines.append(f"| {env} | `{commit[:12]}` | {PAPER_DQN[env]:g} | {np.mean(late):,.1f} "
+                     f"({', '.join(f'{x:,.1f}' for x in late)}) | {np.mean(ev):,.1f} "
+                     f"({', '.join(f'{x:,.1f}' for x in ev)}) | {above} of {len(runs)} |")  # fmt: skip
+    return lines if len(lines) > 2 else []
+
+
 def figure(gs: dict[Group, list[dict[str, Any]]], runs: Path, out: Path) -> None:
     """Training return against env steps: mean over seeds, band from the lowest to the highest seed."""
     import matplotlib
@@ -117,6 +155,7 @@ def write(runs: Path, docs: Path, suite: str = SUITE) -> None:
         "",
         *table(gs, runs),
         "",
+        *([PAPER_NOTE, "", *paper, ""] if (paper := paper_table(gs, runs)) else []),
         f"![training curves](figures/{suite}_curves.png)",
         "",
         "Commands (each run's manifest.json records its own):",
