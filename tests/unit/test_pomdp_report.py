@@ -28,7 +28,7 @@ def test_paper_table_counts_the_seeds_above_dqn_on_the_same_measure(tmp_path):
     short = [_run(tmp_path, f"m/c/{env}/short/s0", 0, 70.0, steps=500_000)]
     gs = {(env, "preset", "c" * 12): runs, (env, "preset", "d" * 12): short,
           (env, "policy=mlp", "c" * 12): runs}  # fmt: skip
-    lines = pomdp_report.paper_table(gs, tmp_path)
+    lines = pomdp_report.paper_table(gs, tmp_path, pomdp_report.late_returns(gs, tmp_path))
     assert len(lines) == 3  # header, rule, the one 5M-frame preset row
     row = lines[2]
     assert "| 50.5 |" in row and "50.7 (61.0, 60.0, 31.0)" in row and "51.7 (62.0, 61.0, 32.0)" in row
@@ -37,4 +37,5 @@ def test_paper_table_counts_the_seeds_above_dqn_on_the_same_measure(tmp_path):
 
 def test_paper_table_is_empty_without_runs_on_the_papers_games(tmp_path):
     runs = [_run(tmp_path, "m/c/MinAtar/Breakout-v1/preset/s0", 0, 5.0)]
-    assert pomdp_report.paper_table({("MinAtar/Breakout-v1", "preset", "c" * 12): runs}, tmp_path) == []
+    gs = {("MinAtar/Breakout-v1", "preset", "c" * 12): runs}
+    assert pomdp_report.paper_table(gs, tmp_path, pomdp_report.late_returns(gs, tmp_path)) == []
