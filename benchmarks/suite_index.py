@@ -129,6 +129,8 @@ def entry(run: Path, root: Path) -> dict[str, Any] | None:
         "finished": bool(summary), "env_steps": steps,
         "eval_mean": summary.get("eval_mean"), "eval_std": summary.get("eval_std"),
         "final_train_return": ys[-1] if ys else None, "auc": area_under_curve(xs, ys),
+        # Training episodes cut at this many steps: the curve and its area are of those episodes.
+        "train_time_limit": config.get("train_time_limit"),
         "train_seconds": wall, "steps_per_sec": steps / wall if wall and math.isfinite(wall) else None,
         "commit": manifest.get("commit"), "clean": manifest.get("clean", False),
         "attributed": bool(manifest.get("commit")) and bool(manifest.get("clean")),

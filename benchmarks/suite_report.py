@@ -128,6 +128,14 @@ def cpus(runs: list[dict[str, Any]]) -> str:
     return ", ".join(f"{name} ×{n}" for name, n in sorted(names.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def cut_note(runs: list[dict[str, Any]]) -> str:
+    """ " (training episodes cut at N steps)" when the runs trained with ``train_time_limit``: their
+    training curve and its area are of the cut episodes, not comparable with the final evaluation
+    (which keeps the env's own limit)."""
+    limits = sorted({r["train_time_limit"] for r in runs if r.get("train_time_limit")})
+    return f" (training episodes cut at {'/'.join(map(str, limits))} steps)" if limits else ""
+
+
 def tables(groups: dict[tuple[str, str, str], list[dict[str, Any]]], reps: int) -> list[str]:
     lines = [
         "| suite | env | algo | commit | seeds | final eval mean ± std | mean [95 % CI] | IQM [95 % CI] "
@@ -139,7 +147,7 @@ def tables(groups: dict[tuple[str, str, str], list[dict[str, Any]]], reps: int) 
         final = np.array([[r["eval_mean"]] for r in runs])
         ci = interval(final, reps)
         aucs = np.array([[r["auc"]] for r in runs if r["auc"] is not None])
-        auc = _fmt(interval(aucs, reps)["iqm"]) if len(aucs) else "–"
+        auc = (_fmt(interval(aucs, reps)["iqm"]) if len(aucs) else "–") + cut_note(runs)
         target, _ = TARGETS.get(env, (math.nan, ""))
         met = "" if math.isnan(target) else (" ✓" if ci["mean"][0] >= target else " ✗")
         sps = np.median([r["steps_per_sec"] for r in runs if r["steps_per_sec"]])
@@ -178,9 +186,10 @@ def curves_figure(groups: dict[tuple[str, str, str], list[dict[str, Any]]], runs
                 )  # fmt: skip
             ax.plot(grid, point["c"], label=f"{algo} ({len(ys)} seeds)")
             ax.fill_between(grid, ci["c"][0], ci["c"][1], alpha=0.25)
-        if env in TARGETS:
+        cut = cut_note([r for (_, e, _), group in groups.items() if e == env for r in group])
+        if env in TARGETS and not cut:  # a target is for full episodes
             ax.axhline(TARGETS[env][0], color="grey", lw=0.8, ls="--")
-        ax.set_title(env)
+        ax.set_title(env + cut.replace(" (training", "\n(training"), **({"fontsize": 8} if cut else {}))
         ax.set_xlabel("env steps")
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("training return")

@@ -54,6 +54,8 @@ CASES = [
     ("InvertedPendulum-v5", "trpo", {}),
     ("CartPole-v1", "trpo", {"max_kl": 0.02, "max_kl_final": 0.002, "steps": 8 * 128}),
     ("Pendulum-v1", "trpo", {"vf_hidden_sizes": (32, 16)}),
+    # Training episodes of 50 steps: a checkpoint falls mid-episode, with the cut counter saved.
+    ("Pendulum-v1", "trpo", {"train_time_limit": 50}),
 ]
 
 

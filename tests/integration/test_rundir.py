@@ -142,6 +142,7 @@ IDENTITY_CHANGES = {
     "algo": ["--algo", "npg"],
     "env": ["--env", "Acrobot-v1"],
     "env_kwargs": ["--env-kwargs", '{"sutton_barto_reward": true}'],
+    "train_time_limit": ["--train-time-limit", "50"],
     "seed": ["--seed", "3"],
     "hidden_sizes": ["--hidden-sizes", "32", "32"],
     "vf_hidden_sizes": ["--vf-hidden-sizes", "16"],

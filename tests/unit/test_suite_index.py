@@ -89,6 +89,21 @@ def test_a_headline_row_names_the_cpu_models_its_runs_ran_on(tmp_path):
     assert len(row.split(" | ")) == len(header.split(" | "))
 
 
+def test_a_row_trained_on_cut_episodes_says_so_next_to_its_area_under_the_curve(tmp_path):
+    """train_time_limit: the training curve is of cut episodes; the AUC cell must say it."""
+    for seed in range(2):
+        run = _run(tmp_path, f"mujoco-v5/aaaa/Hopper-v5/trpo/preset/s{seed}", seed, 100.0, "a" * 40)
+        (run / "config.json").write_text(
+            json.dumps({"env": "Hopper-v5", "algo": "trpo", "seed": seed, "train_time_limit": 200})
+        )
+    groups = suite_report.headline_groups(suite_index.build_index(tmp_path))
+    header, _, row, *_ = suite_report.tables(groups, reps=200)
+    auc_column = header.split(" | ").index("AUC IQM [95 % CI]")
+    assert row.split(" | ")[auc_column].endswith("(training episodes cut at 200 steps)")
+    assert len(row.split(" | ")) == len(header.split(" | "))
+    assert suite_report.cut_note([{"train_time_limit": None}]) == ""
+
+
 def test_variant_names_are_the_differences_from_the_preset():
     assert suite.variant_name("Hopper-v5", {}) == "preset"
     assert suite.variant_name("Hopper-v5", suite.parse_sets(["cg_iters=10"])) == "preset"  # the preset's own

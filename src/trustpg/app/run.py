@@ -35,8 +35,8 @@ from trustpg.io.rundir import (
 #: Fields that make a run what it is: resuming with another value would relabel the run or
 #: load weights into a network of another shape, so ``--resume`` refuses to change them.
 IDENTITY = (
-    "algo", "env", "env_kwargs", "seed", "hidden_sizes", "vf_hidden_sizes", "activation",
-    "num_envs", "normalize_obs", "normalize_reward", "vpg_optimizer", "action_dist",
+    "algo", "env", "env_kwargs", "train_time_limit", "seed", "hidden_sizes", "vf_hidden_sizes",
+    "activation", "num_envs", "normalize_obs", "normalize_reward", "vpg_optimizer", "action_dist",
     "policy", "normalize_images", "cnn_dense_sizes",
 )  # fmt: skip
 

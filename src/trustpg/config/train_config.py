@@ -71,6 +71,11 @@ class TrainConfig:
     starts a local Ray instance."""
     env_kwargs: str = "{}"
     """Keyword arguments for gymnasium.make, as a JSON object (parsed, never evaluated)."""
+    train_time_limit: int | None = None
+    """Cut training episodes after this many steps (a truncation: the critic's value of the last
+    state stands in for the rest), so that more of the data comes from episode starts; evaluation
+    keeps the env's own limit. Unset: the env's own limit. Training returns are then of the
+    shortened episodes (docs/usage.md)."""
 
     gamma: float = 0.99
     """Discount factor γ."""
@@ -369,4 +374,6 @@ def validate(c: TrainConfig) -> None:
           f"a divisor of num_envs={c.num_envs} (each worker steps num_envs/workers envs)")  # fmt: skip
     _need(c.ray_address is None or (isinstance(c.ray_address, str) and bool(c.ray_address)),
           "ray_address", c.ray_address, "unset or a Ray address such as ray://host:10001")  # fmt: skip
+    _need(c.train_time_limit is None or c.train_time_limit >= 1, "train_time_limit", c.train_time_limit,
+          "unset (the env's own time limit) or >= 1 steps")  # fmt: skip
     parse_env_kwargs(c.env_kwargs)

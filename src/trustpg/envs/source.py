@@ -24,7 +24,7 @@ from typing import Any, TypeAlias
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.wrappers import FlattenObservation
+from gymnasium.wrappers import FlattenObservation, TimeLimit
 from gymnasium.wrappers.vector import FlattenObservation as VecFlattenObservation
 
 from trustpg.accel.children import leave_sigint_to_parent, sigint_blocked
@@ -188,28 +188,42 @@ class EnvSource:
             )
         return copy.deepcopy(self._pristine)
 
-    def make_vec(self, num_envs: int, vectorization: str = "sync") -> gym.vector.VectorEnv:
+    def make_vec(
+        self, num_envs: int, vectorization: str = "sync", time_limit: int | None = None
+    ) -> gym.vector.VectorEnv:
         """The training vector env, autoreset in same-step mode (see ``rollout``); ``vectorization``
-        is sync, async or envpool (:mod:`trustpg.envs.envpool_backend`, env ids only)."""
+        is sync, async or envpool (:mod:`trustpg.envs.envpool_backend`, env ids only).
+        ``time_limit`` truncates its episodes after that many steps (``train_time_limit``;
+        :meth:`make_one`, evaluation's env, keeps the env's own limit)."""
         if self._vector is not None:
             if num_envs != self._vector.num_envs:
                 raise ValueError(f"num_envs={num_envs} but the vector env has {self._vector.num_envs} envs")
+            if time_limit is not None:
+                raise ValueError(
+                    f"train_time_limit={time_limit} cannot apply to a vector env passed as is "
+                    "(its sub-envs are already made); pass the env id, an env or a factory instead"
+                )
             return self._vector
+        kwargs = dict(self.env_kwargs)
+        if time_limit is not None:
+            kwargs["max_episode_steps"] = time_limit
         if vectorization == "envpool":
             if self._id is None:
                 raise ValueError(f"vectorization='envpool' needs a registered env id, not {self.name}")
             from trustpg.envs.envpool_backend import EnvPoolVectorEnv
 
-            return EnvPoolVectorEnv(self._id, num_envs, self.env_kwargs)
+            return EnvPoolVectorEnv(self._id, num_envs, kwargs)
         if vectorization != "async":
-            return self._make_vec(num_envs, vectorization)
+            return self._make_vec(num_envs, vectorization, kwargs, time_limit)
         # Async workers leave a terminal's Ctrl-C (sent to the whole process group) to the
         # trainer, which stops cleanly and closes them: they start with SIGINT blocked and
         # ignore it before they build their env (accel.children).
         with sigint_blocked():
-            return self._make_vec(num_envs, vectorization)
+            return self._make_vec(num_envs, vectorization, kwargs, time_limit)
 
-    def _make_vec(self, num_envs: int, vectorization: str) -> gym.vector.VectorEnv:
+    def _make_vec(
+        self, num_envs: int, vectorization: str, kwargs: dict[str, Any], time_limit: int | None
+    ) -> gym.vector.VectorEnv:
         if self._id is not None:
             shield = [ignore_terminal_interrupt] if vectorization == "async" else []
             return gym.make_vec(
@@ -217,22 +231,25 @@ class EnvSource:
                 vector_kwargs={"autoreset_mode": SAME_STEP},
                 # Gymnasium annotates wrappers as returning a Wrapper; it only needs an Env (env = w(env)).
                 wrappers=[*standard_wrappers(self._id), flatten_if_needed, *shield],  # type: ignore[list-item]
-                **make_kwargs(self._id, self.env_kwargs),
+                **make_kwargs(self._id, kwargs),
             )  # fmt: skip
-        fns = [self._env_fn(i) for i in range(num_envs)]
+        fns = [self._env_fn(i, time_limit) for i in range(num_envs)]
         if vectorization == "async":
             return gym.vector.AsyncVectorEnv([_shielded(fn) for fn in fns], autoreset_mode=SAME_STEP)
         return gym.vector.SyncVectorEnv(fns, autoreset_mode=SAME_STEP)
 
-    def _env_fn(self, i: int) -> Callable[[], gym.Env]:
+    def _env_fn(self, i: int, time_limit: int | None = None) -> Callable[[], gym.Env]:
         if self._factory is not None:
-            factory = self._factory
-            return lambda: flatten_if_needed(factory())
-        if i == 0:
+            make = self._factory
+        elif i == 0:
             instance = self._instance
             assert instance is not None
-            return lambda: flatten_if_needed(instance)
-        return lambda: flatten_if_needed(self._copy_instance())
+            make = lambda: instance  # noqa: E731
+        else:
+            make = self._copy_instance
+        if time_limit is None:
+            return lambda: flatten_if_needed(make())
+        return lambda: flatten_if_needed(TimeLimit(make(), time_limit))
 
     def spaces(self) -> tuple[gym.Space, gym.Space, gym.Space]:
         """(flat observation space the policy sees, action space, the env's own observation space)."""

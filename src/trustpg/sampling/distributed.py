@@ -96,7 +96,7 @@ class RolloutWorker:
         c = config
         torch.set_num_threads(c.torch_threads)
         n = c.num_envs // c.workers
-        env = EnvSource(c.env, c.env_kwargs_dict()).make_vec(n, c.vectorization)
+        env = EnvSource(c.env, c.env_kwargs_dict()).make_vec(n, c.vectorization, c.train_time_limit)
         # Rewards stay raw here: the learner scales them with statistics merged over all workers.
         normalize, compact = obs_handling(
             env.single_observation_space, c.normalize_obs, c.policy, c.normalize_images

@@ -122,7 +122,7 @@ class Trainer:
             )  # fmt: skip
         if self.collector is None:
             c = self.config
-            env = self.env_source.make_vec(c.num_envs, c.vectorization)
+            env = self.env_source.make_vec(c.num_envs, c.vectorization, c.train_time_limit)
             normalize, compact = obs_handling(
                 env.single_observation_space, c.normalize_obs, c.policy, c.normalize_images
             )
