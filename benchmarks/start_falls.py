@@ -1,0 +1,122 @@
+"""How often a trained policy falls from an episode's start: the final checkpoints of runs, each
+evaluated as the run's own evaluation does (deterministic, seeds seed+10000+k, the env's default
+settings and time limit) and over many other starting states (seeds 50000+k), counting the starts
+from which it terminates within ``--steps`` steps.
+
+Why (docs/benchmarks.md, InvertedDoublePendulum-v5): a ten-episode evaluation sees ten starts; a
+policy that falls from one start in ten or in thirty can score 9,357 on all ten or lose one
+episode, so the evaluation alone cannot say how robust a policy is, nor what a change did to it.
+
+    python benchmarks/start_falls.py RUN_DIR [RUN_DIR ...] [--starts 300] [--steps 200]
+
+A run directory needs ``checkpoints/last.safetensors`` (kept by the run, not committed to git).
+The env is made with the run's ``env_kwargs`` except ``max_episode_steps`` (the env's own limit),
+and without ``train_time_limit`` (training only); ``--defaults`` ignores the run's ``env_kwargs``
+(for a run trained on a changed env, such as a wider ``reset_noise_scale``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+from trustpg.train.agent import Agent
+
+
+def env_for(run: Path, defaults: bool = False) -> gym.Env:
+    config = json.loads((run / "config.json").read_text())
+    kwargs = {} if defaults else json.loads(config.get("env_kwargs") or "{}")
+    kwargs.pop("max_episode_steps", None)
+    return gym.make(config["env"], **kwargs)
+
+
+def episode(agent: Agent, env: gym.Env, seed: int, steps: int | None = None) -> tuple[float, bool]:
+    """(return, terminated) of one deterministic episode from ``env.reset(seed=seed)``, cut after
+    ``steps`` steps if given (else at the env's time limit)."""
+    obs, _ = env.reset(seed=seed)
+    total, t = 0.0, 0
+    while steps is None or t < steps:
+        obs, r, terminated, truncated, _ = env.step(agent.predict(obs))
+        total, t = total + float(r), t + 1
+        if terminated or truncated:
+            return total, bool(terminated)
+    return total, False
+
+
+def falls(agent: Agent, env: gym.Env, starts: int, steps: int, first_seed: int = 50_000) -> list[bool]:
+    """For each start (seeds first_seed..first_seed+starts-1): did the policy terminate within
+    ``steps`` steps?"""
+    return [episode(agent, env, first_seed + k, steps)[1] for k in range(starts)]
+
+
+def upper_pole_tilt(env: gym.Env, starts: int, first_seed: int = 50_000) -> np.ndarray:
+    """InvertedDoublePendulum: the upper pole's angle from vertical at each start, |θ1 + θ2|."""
+    out = []
+    for k in range(starts):
+        env.reset(seed=first_seed + k)
+        qpos = env.unwrapped.data.qpos  # type: ignore[attr-defined]
+        out.append(abs(float(qpos[1] + qpos[2])))
+    return np.array(out)
+
+
+def by_tilt(fell: np.ndarray, tilt: np.ndarray) -> list[str]:
+    """Fall rate over all runs (rows of ``fell``) by the starts' upper-pole tilt."""
+    lines = ["| upper pole's starting tilt (rad) | starts | fall rate over the runs |", "|---|---|---|"]
+    for lo, hi in [(0.0, 0.05), (0.05, 0.1), (0.1, 0.15), (0.15, 0.25)]:
+        m = (tilt >= lo) & (tilt < hi)
+        lines.append(f"| [{lo}, {hi}) | {int(m.sum())} | {fell[:, m].mean():.3f} |")
+    return lines
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", type=Path)
+    p.add_argument("--starts", type=int, default=300)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--defaults", action="store_true", help="the env defaults, not the run's env_kwargs")
+    p.add_argument("--tilt", action="store_true", help="InvertedDoublePendulum: fall rate by starting tilt")
+    p.add_argument("--out", type=Path, help="also write the table there, after the command and machine")
+    args = p.parse_args()
+    heading = (
+        f"| run | evaluation (10 episodes) | fell in evaluation | falls from {args.starts} other starts |"
+    )
+    lines = [heading, "|---|---|---|---|"]
+    print(*lines, sep="\n")
+    fell_all = []
+    for run in args.runs:
+        agent = Agent.load(run / "checkpoints" / "last.safetensors", critic_process=False)
+        env = env_for(run, args.defaults)
+        evaluation = [episode(agent, env, agent.config.seed + 10_000 + k) for k in range(10)]
+        returns = [r for r, _ in evaluation]
+        mean, std, low = float(np.mean(returns)), float(np.std(returns)), sum(t for _, t in evaluation)
+        fell = falls(agent, env, args.starts, args.steps)
+        fell_all.append(fell)
+        n = sum(fell)
+        share = f"{100 * n / args.starts:.1f} %"
+        name = str(run).split("bench-runs/")[-1]
+        lines.append(f"| {name} | {mean:,.1f} ± {std:,.1f} | {low} of 10 | {n} ({share}) |")
+        print(lines[-1], flush=True)
+        if run == args.runs[-1] and args.tilt:
+            lines += ["", *by_tilt(np.array(fell_all), upper_pole_tilt(env, args.starts))]
+            print(*lines[-6:], sep="\n")
+        env.close()
+        agent.close()
+    if args.out:
+        from trustpg.io.manifest import code_version, cpu_model
+
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        commit = (code_version().get("commit") or "?")[:12]
+        rule = f"--steps {args.steps}: a start counts as a fall if the episode terminates within it"
+        head = [f"`python benchmarks/start_falls.py {' '.join(sys.argv[1:])}`", "",
+                f"{when}, trustpg {commit}, {cpu_model()}; {rule}", ""]  # fmt: skip
+        args.out.write_text("\n".join([*head, *lines]) + "\n")
+
+
+if __name__ == "__main__":
+    main()
