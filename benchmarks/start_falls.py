@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -81,7 +79,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--defaults", action="store_true", help="the env defaults, not the run's env_kwargs")
     p.add_argument("--tilt", action="store_true", help="InvertedDoublePendulum: fall rate by starting tilt")
-    p.add_argument("--out", type=Path, help="also write the table there, after the command and machine")
+    p.add_argument("--out", type=Path, help="also write a JSON record there (the table, provenance)")
     args = p.parse_args()
     heading = (
         f"| run | evaluation (10 episodes) | fell in evaluation | falls from {args.starts} other starts |"
@@ -108,14 +106,15 @@ def main() -> None:
         env.close()
         agent.close()
     if args.out:
-        from trustpg.io.manifest import code_version, cpu_model
+        from trustpg.io.manifest import provenance
 
-        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        commit = (code_version().get("commit") or "?")[:12]
-        rule = f"--steps {args.steps}: a start counts as a fall if the episode terminates within it"
-        head = [f"`python benchmarks/start_falls.py {' '.join(sys.argv[1:])}`", "",
-                f"{when}, trustpg {commit}, {cpu_model()}; {rule}", ""]  # fmt: skip
-        args.out.write_text("\n".join([*head, *lines]) + "\n")
+        record = {
+            "provenance": provenance(), "starts": args.starts, "steps": args.steps,
+            "defaults": args.defaults, "first_seed": 50_000, "table": lines,
+            "runs": [{"run": str(run).split("bench-runs/")[-1], "falls": int(sum(f))}
+                     for run, f in zip(args.runs, fell_all, strict=True)],
+        }  # fmt: skip
+        args.out.write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -184,12 +184,12 @@ def curves_figure(groups: dict[tuple[str, str, str], list[dict[str, Any]]], runs
                 point, ci = rly.get_interval_estimates(
                     {"c": ys}, lambda x: x.mean(axis=0), reps=2000, random_state=np.random.RandomState(0)
                 )  # fmt: skip
-            ax.plot(grid, point["c"], label=f"{algo} ({len(ys)} seeds)")
+            cut = cut_note(group).replace(" (training episodes", ", episodes")  # ", episodes cut at N steps"
+            ax.plot(grid, point["c"], label=f"{algo} ({len(ys)} seeds{cut.rstrip(')')})")
             ax.fill_between(grid, ci["c"][0], ci["c"][1], alpha=0.25)
-        cut = cut_note([r for (_, e, _), group in groups.items() if e == env for r in group])
-        if env in TARGETS and not cut:  # a target is for full episodes
+        if env in TARGETS:
             ax.axhline(TARGETS[env][0], color="grey", lw=0.8, ls="--")
-        ax.set_title(env + cut.replace(" (training", "\n(training"), **({"fontsize": 8} if cut else {}))
+        ax.set_title(env)
         ax.set_xlabel("env steps")
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("training return")
