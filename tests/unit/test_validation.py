@@ -32,6 +32,8 @@ BAD_API = [
     ("vectorization", "threads", ValueError, "sync"),
     ("env_kwargs", "[1, 2]", ValueError, "JSON object"),
     ("env_kwargs", "{bad", ValueError, "JSON object"),
+    ("train_time_limit", 0, ValueError, "unset (the env's own time limit) or >= 1"),
+    ("train_time_limit", 200.0, TypeError, "an int"),
     ("gamma", 1.5, ValueError, "in [0, 1]"),
     ("gamma", float("nan"), ValueError, "finite"),
     ("gamma", "0.9", TypeError, "a number"),
