@@ -128,12 +128,11 @@ def cpus(runs: list[dict[str, Any]]) -> str:
     return ", ".join(f"{name} ×{n}" for name, n in sorted(names.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def cut_note(runs: list[dict[str, Any]]) -> str:
-    """ " (training episodes cut at N steps)" when the runs trained with ``train_time_limit``: their
-    training curve and its area are of the cut episodes, not comparable with the final evaluation
-    (which keeps the env's own limit)."""
-    limits = sorted({r["train_time_limit"] for r in runs if r.get("train_time_limit")})
-    return f" (training episodes cut at {'/'.join(map(str, limits))} steps)" if limits else ""
+def cut_at(runs: list[dict[str, Any]]) -> str:
+    """The ``train_time_limit`` the runs trained with ("200", or "200/500" if they differ), or "":
+    their training curve and its area are of the cut episodes, not comparable with the final
+    evaluation (which keeps the env's own limit)."""
+    return "/".join(map(str, sorted({r["train_time_limit"] for r in runs if r.get("train_time_limit")})))
 
 
 def tables(groups: dict[tuple[str, str, str], list[dict[str, Any]]], reps: int) -> list[str]:
@@ -147,7 +146,9 @@ def tables(groups: dict[tuple[str, str, str], list[dict[str, Any]]], reps: int) 
         final = np.array([[r["eval_mean"]] for r in runs])
         ci = interval(final, reps)
         aucs = np.array([[r["auc"]] for r in runs if r["auc"] is not None])
-        auc = (_fmt(interval(aucs, reps)["iqm"]) if len(aucs) else "–") + cut_note(runs)
+        auc = _fmt(interval(aucs, reps)["iqm"]) if len(aucs) else "–"
+        if cut := cut_at(runs):
+            auc += f" (training episodes cut at {cut} steps)"
         target, _ = TARGETS.get(env, (math.nan, ""))
         met = "" if math.isnan(target) else (" ✓" if ci["mean"][0] >= target else " ✗")
         sps = np.median([r["steps_per_sec"] for r in runs if r["steps_per_sec"]])
@@ -184,8 +185,8 @@ def curves_figure(groups: dict[tuple[str, str, str], list[dict[str, Any]]], runs
                 point, ci = rly.get_interval_estimates(
                     {"c": ys}, lambda x: x.mean(axis=0), reps=2000, random_state=np.random.RandomState(0)
                 )  # fmt: skip
-            cut = cut_note(group).replace(" (training episodes", ", episodes")  # ", episodes cut at N steps"
-            ax.plot(grid, point["c"], label=f"{algo} ({len(ys)} seeds{cut.rstrip(')')})")
+            cut = f", episodes cut at {c} steps" if (c := cut_at(group)) else ""
+            ax.plot(grid, point["c"], label=f"{algo} ({len(ys)} seeds{cut})")
             ax.fill_between(grid, ci["c"][0], ci["c"][1], alpha=0.25)
         if env in TARGETS:
             ax.axhline(TARGETS[env][0], color="grey", lw=0.8, ls="--")

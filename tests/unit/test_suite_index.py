@@ -101,7 +101,7 @@ def test_a_row_trained_on_cut_episodes_says_so_next_to_its_area_under_the_curve(
     auc_column = header.split(" | ").index("AUC IQM [95 % CI]")
     assert row.split(" | ")[auc_column].endswith("(training episodes cut at 200 steps)")
     assert len(row.split(" | ")) == len(header.split(" | "))
-    assert suite_report.cut_note([{"train_time_limit": None}]) == ""
+    assert suite_report.cut_at([{"train_time_limit": None}]) == ""
 
 
 def test_variant_names_are_the_differences_from_the_preset():
