@@ -7,7 +7,12 @@ Why (docs/benchmarks.md, InvertedDoublePendulum-v5): a ten-episode evaluation se
 policy that falls from one start in ten or in thirty can score 9,357 on all ten or lose one
 episode, so the evaluation alone cannot say how robust a policy is, nor what a change did to it.
 
-    python benchmarks/start_falls.py RUN_DIR [RUN_DIR ...] [--starts 300] [--steps 200]
+    python benchmarks/start_falls.py RUN_DIR [RUN_DIR ...] [--starts 300] [--steps 200] [--below X]
+
+A policy can also fail from a start without terminating: on Ant-v5 the deterministic policy can
+come to rest in its first steps and stand still for the whole episode (its training, with
+exploration noise, is kicked out of that state). ``--below X`` plays each other start to the env's
+time limit and counts also the starts whose return is below X ("stalls" when they did not fall).
 
 A run directory needs ``checkpoints/last.safetensors`` (kept by the run, not committed to git).
 The env is made with the run's ``env_kwargs`` except ``max_episode_steps`` (the env's own limit),
@@ -53,6 +58,31 @@ def falls(agent: Agent, env: gym.Env, starts: int, steps: int, first_seed: int =
     return [episode(agent, env, first_seed + k, steps)[1] for k in range(starts)]
 
 
+def play(agent: Agent, env: gym.Env, seed: int) -> tuple[float, int | None]:
+    """(return, the step it terminated at or None) of one deterministic episode from
+    ``env.reset(seed=seed)`` played to the env's time limit."""
+    obs, _ = env.reset(seed=seed)
+    total, t = 0.0, 0
+    while True:
+        obs, r, terminated, truncated, _ = env.step(agent.predict(obs))
+        total, t = total + float(r), t + 1
+        if terminated or truncated:
+            return total, t if terminated else None
+
+
+def falls_and_stalls(
+    agent: Agent, env: gym.Env, starts: int, steps: int, below: float, first_seed: int = 50_000
+) -> tuple[list[bool], list[bool]]:
+    """Each start played to the time limit: (terminated within ``steps`` steps; did not, and
+    returned less than ``below``) per start. The first list is :func:`falls`'s."""
+    fell, stalled = [], []
+    for k in range(starts):
+        total, end = play(agent, env, first_seed + k)
+        fell.append(end is not None and end <= steps)
+        stalled.append(not fell[-1] and total < below)
+    return fell, stalled
+
+
 def upper_pole_tilt(env: gym.Env, starts: int, first_seed: int = 50_000) -> np.ndarray:
     """InvertedDoublePendulum: the upper pole's angle from vertical at each start, |θ1 + θ2|."""
     out = []
@@ -77,31 +107,38 @@ def main() -> None:
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--starts", type=int, default=300)
     p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--below", type=float, help="also count the starts returning less than this")
     p.add_argument("--defaults", action="store_true", help="the env defaults, not the run's env_kwargs")
     p.add_argument("--tilt", action="store_true", help="InvertedDoublePendulum: fall rate by starting tilt")
     p.add_argument("--out", type=Path, help="also write a JSON record there (the table, provenance)")
     args = p.parse_args()
-    heading = (
-        f"| run | evaluation (10 episodes) | fell in evaluation | falls from {args.starts} other starts |"
-    )
-    lines = [heading, "|---|---|---|---|"]
+    n_starts = args.starts
+    stall_col = "" if args.below is None else f" not fallen, returned < {args.below:g} |"
+    lines = [
+        f"| run | evaluation (10 episodes) | fell in evaluation | falls from {n_starts} other starts |"
+        + stall_col,
+        "|---|---|---|---|" + ("---|" if stall_col else ""),
+    ]
     print(*lines, sep="\n")
-    fell_all = []
+    fell_all, stalled_all = [], []
     for run in args.runs:
         agent = Agent.load(run / "checkpoints" / "last.safetensors", critic_process=False)
         env = env_for(run, args.defaults)
         evaluation = [episode(agent, env, agent.config.seed + 10_000 + k) for k in range(10)]
         returns = [r for r, _ in evaluation]
         mean, std, low = float(np.mean(returns)), float(np.std(returns)), sum(t for _, t in evaluation)
-        fell = falls(agent, env, args.starts, args.steps)
+        if args.below is None:
+            fell, stalled = falls(agent, env, n_starts, args.steps), []
+        else:
+            fell, stalled = falls_and_stalls(agent, env, n_starts, args.steps, args.below)
         fell_all.append(fell)
-        n = sum(fell)
-        share = f"{100 * n / args.starts:.1f} %"
+        stalled_all.append(stalled)
         name = str(run).split("bench-runs/")[-1]
-        lines.append(f"| {name} | {mean:,.1f} ± {std:,.1f} | {low} of 10 | {n} ({share}) |")
+        row = f"| {name} | {mean:,.1f} ± {std:,.1f} | {low} of 10 | {_share(fell)} |"
+        lines.append(row + (f" {_share(stalled)} |" if stall_col else ""))
         print(lines[-1], flush=True)
         if run == args.runs[-1] and args.tilt:
-            lines += ["", *by_tilt(np.array(fell_all), upper_pole_tilt(env, args.starts))]
+            lines += ["", *by_tilt(np.array(fell_all), upper_pole_tilt(env, n_starts))]
             print(*lines[-6:], sep="\n")
         env.close()
         agent.close()
@@ -109,12 +146,17 @@ def main() -> None:
         from trustpg.io.manifest import provenance
 
         record = {
-            "provenance": provenance(), "starts": args.starts, "steps": args.steps,
+            "provenance": provenance(), "starts": n_starts, "steps": args.steps, "below": args.below,
             "defaults": args.defaults, "first_seed": 50_000, "table": lines,
-            "runs": [{"run": str(run).split("bench-runs/")[-1], "falls": int(sum(f))}
-                     for run, f in zip(args.runs, fell_all, strict=True)],
+            "runs": [{"run": str(run).split("bench-runs/")[-1], "falls": int(sum(f)),
+                      **({"stalls": int(sum(st))} if stall_col else {})}
+                     for run, f, st in zip(args.runs, fell_all, stalled_all, strict=True)],
         }  # fmt: skip
         args.out.write_text(json.dumps(record, indent=1) + "\n")
+
+
+def _share(flags: list[bool]) -> str:
+    return f"{sum(flags)} ({100 * sum(flags) / len(flags):.1f} %)"
 
 
 if __name__ == "__main__":
