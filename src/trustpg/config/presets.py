@@ -66,6 +66,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # averages the KL over Ant's 8 action dimensions (benchmarks/sb3_runner.py:
         # trustpg_equivalent). Seed 0: 4,000 -> 4,815 (b091624); chosen on that seed. Ten seeds at
         # c118b61: 3,507 ± 808 (seeds 0-4 3,610, 5-9 3,403; Welch p = 0.24). docs/benchmarks.md.
+        # Tried at 15246af on seeds 0-2 (preset there 3,593): δ = 0.16 with damping 1.6, 3,516; with
+        # training episodes also cut at 200 steps, 2,347 / 1,910 on seeds 0-1. Neither adopted.
         "Ant-v5": {
             "num_envs": 16,
             "steps_per_env": 64,
