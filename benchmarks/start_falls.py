@@ -39,35 +39,29 @@ def env_for(run: Path, defaults: bool = False) -> gym.Env:
     return gym.make(config["env"], **kwargs)
 
 
-def episode(agent: Agent, env: gym.Env, seed: int, steps: int | None = None) -> tuple[float, bool]:
-    """(return, terminated) of one deterministic episode from ``env.reset(seed=seed)``, cut after
-    ``steps`` steps if given (else at the env's time limit)."""
+def play(agent: Agent, env: gym.Env, seed: int, steps: int | None = None) -> tuple[float, int | None]:
+    """(return, the step it terminated at or None) of one deterministic episode from
+    ``env.reset(seed=seed)``, cut after ``steps`` steps if given (else at the env's time limit)."""
     obs, _ = env.reset(seed=seed)
     total, t = 0.0, 0
     while steps is None or t < steps:
         obs, r, terminated, truncated, _ = env.step(agent.predict(obs))
         total, t = total + float(r), t + 1
         if terminated or truncated:
-            return total, bool(terminated)
-    return total, False
+            return total, t if terminated else None
+    return total, None
+
+
+def episode(agent: Agent, env: gym.Env, seed: int, steps: int | None = None) -> tuple[float, bool]:
+    """(return, terminated) of :func:`play`'s episode."""
+    total, end = play(agent, env, seed, steps)
+    return total, end is not None
 
 
 def falls(agent: Agent, env: gym.Env, starts: int, steps: int, first_seed: int = 50_000) -> list[bool]:
     """For each start (seeds first_seed..first_seed+starts-1): did the policy terminate within
     ``steps`` steps?"""
     return [episode(agent, env, first_seed + k, steps)[1] for k in range(starts)]
-
-
-def play(agent: Agent, env: gym.Env, seed: int) -> tuple[float, int | None]:
-    """(return, the step it terminated at or None) of one deterministic episode from
-    ``env.reset(seed=seed)`` played to the env's time limit."""
-    obs, _ = env.reset(seed=seed)
-    total, t = 0.0, 0
-    while True:
-        obs, r, terminated, truncated, _ = env.step(agent.predict(obs))
-        total, t = total + float(r), t + 1
-        if terminated or truncated:
-            return total, t if terminated else None
 
 
 def falls_and_stalls(
