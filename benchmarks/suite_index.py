@@ -14,6 +14,7 @@ import gzip
 import io
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,8 @@ def entry(run: Path, root: Path) -> dict[str, Any] | None:
         "env": config.get("env"), "algo": config.get("algo"), "seed": config.get("seed"),
         "finished": bool(summary), "env_steps": steps,
         "eval_mean": summary.get("eval_mean"), "eval_std": summary.get("eval_std"),
+        # The median of the final evaluation's episodes: one failed episode moves the mean, not this.
+        "eval_median": statistics.median(summary["eval_returns"]) if summary.get("eval_returns") else None,
         "final_train_return": ys[-1] if ys else None, "auc": area_under_curve(xs, ys),
         # Training episodes cut at this many steps: the curve and its area are of those episodes.
         "train_time_limit": config.get("train_time_limit"),

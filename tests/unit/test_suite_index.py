@@ -217,3 +217,24 @@ def test_a_run_of_another_length_is_its_own_variant_not_done_already(tmp_path, m
     assert suite.budget("mujoco-v5", "Hopper-v5") == 1_000_000
     with pytest.raises(SystemExit, match="--steps 5000"):
         suite.parse_sets(["steps=5000"])  # once silently overridden by --steps
+
+
+def test_the_per_seed_table_puts_the_seeds_median_episode_next_to_their_evaluations(tmp_path):
+    """One failed episode in ten lowers a seed's mean, not its median: the per-seed table shows the
+    mean over seeds of each seed's median episode, and says so ("–") when a run kept no episodes."""
+    episodes = [[100.0] * 9 + [0.0], [200.0] * 10]  # seed 0: mean 90, median 100; seed 1: 200, 200
+    for seed, returns in enumerate(episodes):
+        run = _run(
+            tmp_path, f"mujoco-v5/aaaa/Hopper-v5/trpo/preset/s{seed}", seed, float(np.mean(returns)), "a" * 40
+        )
+        summary = json.loads((run / "summary.json").read_text())
+        (run / "summary.json").write_text(json.dumps({**summary, "eval_returns": returns}))
+    index = suite_index.build_index(tmp_path)
+    assert sorted(e["eval_median"] for e in index) == [100.0, 200.0]
+    lines = suite_report.tables(suite_report.headline_groups(index), reps=200)
+    header = next(line for line in lines if "final evaluation per seed" in line)
+    row = lines[lines.index(header) + 2]
+    assert header.split(" | ")[3] == "the seeds' median episodes, mean"
+    assert row.split(" | ")[3] == "150" and row.endswith("s0: 90.0, s1: 200 |")
+    no_episodes = [{**e, "eval_median": None} for e in index]
+    assert suite_report.median_of_seeds(no_episodes) == "–"
