@@ -26,6 +26,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from start_falls import env_for
 
 from trustpg.train.agent import Agent
 
@@ -50,14 +51,6 @@ def mean_terms(episodes: list[dict[str, float]]) -> dict[str, float]:
     """The mean over episodes of each term (a term missing from an episode counts as 0)."""
     keys = sorted({k for e in episodes for k in e})
     return {k: float(np.mean([e.get(k, 0.0) for e in episodes])) for k in keys}
-
-
-def run_env(run: Path, overrides: dict[str, Any]) -> gym.Env:
-    """The run's env (its ``env_kwargs`` with ``overrides`` on top), at the env's own time limit."""
-    config = json.loads((run / "config.json").read_text())
-    kwargs = {**json.loads(config.get("env_kwargs") or "{}"), **overrides}
-    kwargs.pop("max_episode_steps", None)
-    return gym.make(config["env"], **kwargs)
 
 
 def matches_summary(run: Path, returns: list[float]) -> str:
@@ -85,7 +78,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for run in args.runs:
         agent = Agent.load(run / "checkpoints" / "last.safetensors", critic_process=False)
-        env = run_env(run, overrides)
+        env = env_for(run, overrides=overrides)
         episodes = [episode_terms(agent, env, agent.config.seed + 10_000 + k) for k in range(args.episodes)]
         env.close()
         agent.close()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -32,9 +33,12 @@ import numpy as np
 from trustpg.train.agent import Agent
 
 
-def env_for(run: Path, defaults: bool = False) -> gym.Env:
+def env_for(run: Path, defaults: bool = False, overrides: dict[str, Any] | None = None) -> gym.Env:
+    """The run's env (its ``env_kwargs``, or none with ``defaults``; ``overrides`` on top) at the
+    env's own time limit."""
     config = json.loads((run / "config.json").read_text())
     kwargs = {} if defaults else json.loads(config.get("env_kwargs") or "{}")
+    kwargs = {**kwargs, **(overrides or {})}
     kwargs.pop("max_episode_steps", None)
     return gym.make(config["env"], **kwargs)
 

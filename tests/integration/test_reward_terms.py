@@ -41,7 +41,7 @@ def test_the_terms_of_an_episode_sum_to_its_return_and_the_ctrl_term_is_the_torq
 def test_an_override_changes_the_runs_env_walker2d_v4s_model_has_a_slippery_right_foot(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"env": "Walker2d-v5", "env_kwargs": "{}"}))
     for overrides, right in (({}, 1.9), ({"xml_file": "walker2d.xml"}, 0.9)):
-        env = reward_terms.run_env(tmp_path, overrides)
+        env = reward_terms.env_for(tmp_path, overrides=overrides)
         model = env.unwrapped.model  # type: ignore[attr-defined]
         assert model.geom_friction[model.geom("foot_geom").id][0] == pytest.approx(right)
         assert model.geom_friction[model.geom("foot_left_geom").id][0] == pytest.approx(1.9)
