@@ -26,7 +26,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from start_falls import env_for
+from start_falls import env_for, transitions
 
 from trustpg.train.agent import Agent
 
@@ -34,17 +34,15 @@ from trustpg.train.agent import Agent
 def episode_terms(agent: Any, env: gym.Env, seed: int) -> dict[str, float]:
     """One deterministic episode from ``env.reset(seed=seed)``: its return, length and the sum of
     each ``info["reward_*"]`` term over its steps."""
-    obs, _ = env.reset(seed=seed)
     sums: dict[str, float] = {"return": 0.0, "length": 0.0}
-    while True:
-        obs, r, terminated, truncated, info = env.step(agent.predict(obs))
-        sums["return"] += float(r)
+    for r, _, info in transitions(agent, env, seed):
+        sums["return"] += r
         sums["length"] += 1
         for key, value in info.items():
             if key.startswith("reward_"):
-                sums[key[len("reward_") :]] = sums.get(key[len("reward_") :], 0.0) + float(value)
-        if terminated or truncated:
-            return sums
+                term = key[len("reward_") :]
+                sums[term] = sums.get(term, 0.0) + float(value)
+    return sums
 
 
 def mean_terms(episodes: list[dict[str, float]]) -> dict[str, float]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,16 +44,27 @@ def env_for(run: Path, defaults: bool = False, overrides: dict[str, Any] | None 
     return gym.make(config["env"], **kwargs)
 
 
+def transitions(agent: Agent, env: gym.Env, seed: int) -> Iterator[tuple[float, bool, dict[str, Any]]]:
+    """(reward, terminated, info) of each step of one deterministic episode from
+    ``env.reset(seed=seed)``, to its end (terminated or truncated at the env's time limit)."""
+    obs, _ = env.reset(seed=seed)
+    while True:
+        obs, r, terminated, truncated, info = env.step(agent.predict(obs))
+        yield float(r), bool(terminated), info
+        if terminated or truncated:
+            return
+
+
 def play(agent: Agent, env: gym.Env, seed: int, steps: int | None = None) -> tuple[float, int | None]:
     """(return, the step it terminated at or None) of one deterministic episode from
     ``env.reset(seed=seed)``, cut after ``steps`` steps if given (else at the env's time limit)."""
-    obs, _ = env.reset(seed=seed)
-    total, t = 0.0, 0
-    while steps is None or t < steps:
-        obs, r, terminated, truncated, _ = env.step(agent.predict(obs))
-        total, t = total + float(r), t + 1
-        if terminated or truncated:
-            return total, t if terminated else None
+    total = 0.0
+    for t, (r, terminated, _) in enumerate(transitions(agent, env, seed), start=1):
+        total += r
+        if terminated:
+            return total, t
+        if steps is not None and t >= steps:
+            break
     return total, None
 
 
