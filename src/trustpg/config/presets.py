@@ -71,7 +71,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # Humanoid's change, twice the batch (16 x 128) and 5 critic epochs: 3,629 / 4,148 / 3,504 =
         # 3,760 on seeds 0-2 at 15246af, no failed evaluation episode; fixed after those three.
         # Ten seeds at 88144af: 4,548 ± 651 (seeds 0-4 4,129, 5-9 4,966; Welch p = 0.008 against
-        # c118b61's 3,507 ± 808), still below RL Zoo's 4,982; the training return was still rising
+        # c118b61's 3,507 ± 808); the training return was still rising
         # at 1M steps on every seed. With that batch a larger step, δ = 0.12 and damping 1.2:
         # 4,777 / 5,136 / 5,025 = 4,979 on seeds 0-2 against 3,760 (8b9afaf, --set; fixed after
         # those three). Ten seeds at 766847a: 4,690 ± 686, but the held-out seeds 5-9 gave 4,479
