@@ -84,8 +84,9 @@ def test_mujoco_preset_trains_a_few_thousand_steps(tmp_path, env):
                str(tmp_path), "--run-name", "m", "--eval-episodes", "1", "--no-progress"])  # fmt: skip
     assert rc == 0
     config = json.loads((tmp_path / "m" / "config.json").read_text())
-    # the preset was applied, with its per-env part (Hopper: 10 CG iterations, the others 25)
-    assert config["normalize_reward"] is True and config["cg_iters"] == (10 if env == "Hopper-v5" else 25)
+    # the preset was applied, with its per-env part (Hopper: γ 0.995, HalfCheetah: 16 envs)
+    assert config["normalize_reward"] is True and config["cg_iters"] == 25
+    assert (config["gamma"], config["num_envs"]) == ((0.995, 8) if env == "Hopper-v5" else (0.99, 16))
     rows = read_metrics(tmp_path / "m" / "metrics.csv")
     assert rows[-1]["env_steps"] >= 4096
     assert all(r["measured_kl"] <= config["max_kl"] + 1e-9 for r in rows if not r["skipped"])
