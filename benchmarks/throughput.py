@@ -3,6 +3,7 @@
     python benchmarks/throughput.py --repeats 3 --steps 20480            # main table
     python benchmarks/throughput.py --sweep --repeats 3 --steps 20480    # envs × sync/async/envpool, Hopper
     python benchmarks/throughput.py --fvp --repeats 7                    # FVP methods
+    python benchmarks/throughput.py --envs Hopper-v5 --cg-iters 10       # trustpg with 10 CG iterations
 
 Each measurement runs in a fresh subprocess with one torch thread ("trustpg-2threads": the same
 run with its policy update on two threads, ``update_threads=2``); the kinds of measurement
@@ -60,13 +61,18 @@ def _raw(env_id: str, num_envs: int, steps: int, vectorization: str, env_kwargs:
     return n * num_envs / dt
 
 
-def _trustpg(env_id: str, num_envs: int, steps: int, vectorization: str, update_threads: int = 1) -> float:
+def _trustpg(
+    env_id: str, num_envs: int, steps: int, vectorization: str, update_threads: int = 1,
+    cg_iters: int | None = None,
+) -> float:  # fmt: skip
     from trustpg import TRPO
     from trustpg.config.presets import preset_overrides
 
     preset = preset_overrides("mujoco", env_id) if env_id in MUJOCO else {}
     preset.update(num_envs=num_envs, vectorization=vectorization, update_threads=update_threads,
                   progress=False)  # fmt: skip
+    if cg_iters is not None:  # --cg-iters: instead of the preset's (or the default's) count
+        preset["cg_iters"] = cg_iters
     if vectorization == "envpool":
         import envpool  # noqa: F401  (~1 s once per process, as gymnasium's imports above: not timed)
     agent = TRPO(env_id, seed=0, **preset)
@@ -223,20 +229,23 @@ ALL_ENVS = ("CartPole-v1", *MUJOCO)
 
 
 def main_table(
-    repeats: int, steps: int, tianshou_python: Path | None = None, envs: tuple[str, ...] = ALL_ENVS
+    repeats: int, steps: int, tianshou_python: Path | None = None, envs: tuple[str, ...] = ALL_ENVS,
+    cg_iters: int | None = None,
 ) -> dict:  # fmt: skip
-    """raw and trustpg use the env count of trustpg's preset for each env (same count for both)."""
+    """raw and trustpg use the env count of trustpg's preset for each env (same count for both);
+    ``cg_iters`` replaces the CG iteration count of trustpg's preset (None: the preset's)."""
     cases: dict = {}
     for env in envs:
         n, k = preset_envs(env), (5 if env == "CartPole-v1" else 1)
-        cases[env] = [("raw", (env, n, steps * k, "sync")), ("trustpg", (env, n, steps * k, "sync")),
-                      ("trustpg-2threads", (env, n, steps * k, "sync", 2)),
+        cases[env] = [("raw", (env, n, steps * k, "sync")),
+                      ("trustpg", (env, n, steps * k, "sync", 1, cg_iters)),
+                      ("trustpg-2threads", (env, n, steps * k, "sync", 2, cg_iters)),
                       ("sb3-default", (env, "default", steps))]  # fmt: skip
         if env in MUJOCO:
             cases[env].append(("sb3-zoo", (env, "zoo", steps)))
             if _has_envpool():
                 cases[env] += [("raw-envpool", (env, n, steps, "envpool")),
-                               ("trustpg-envpool", (env, n, steps, "envpool"))]  # fmt: skip
+                               ("trustpg-envpool", (env, n, steps, "envpool", 1, cg_iters))]  # fmt: skip
     if tianshou_python is not None:
         for env, c in cases.items():
             c.append(("tianshou", (env, steps * 5 if env == "CartPole-v1" else steps)))
@@ -271,6 +280,7 @@ def main() -> None:
     p.add_argument("--sweep", action="store_true")
     p.add_argument("--fvp", action="store_true")
     p.add_argument("--envs", nargs="+", default=list(ALL_ENVS), help="main table rows")
+    p.add_argument("--cg-iters", type=int, default=None, help="trustpg's CG iterations (default: preset's)")
     p.add_argument(
         "--tianshou-python",
         type=Path,
@@ -301,7 +311,7 @@ def main() -> None:
         if args.tianshou_python is None:
             print(f"note: no Tianshou interpreter ({TIANSHOU_PYTHON} absent, no --tianshou-python): "
                   "Tianshou is skipped; see the module docstring to create its venv")  # fmt: skip
-        res = main_table(args.repeats, args.steps, args.tianshou_python, tuple(args.envs))
+        res = main_table(args.repeats, args.steps, args.tianshou_python, tuple(args.envs), args.cg_iters)
         for env, kinds in res.items():
             med = {k: statistics.median(v) for k, v in kinds.items()}
             ratios = ", ".join(f"{k}: {v:,.0f} ({med['trustpg'] / v:.2f}× trustpg/{k})"
