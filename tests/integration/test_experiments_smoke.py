@@ -66,3 +66,15 @@ def test_hopper_experiments_keep_the_settings_their_figures_were_made_with():
         config = tasks["Hopper-v5"][0]
         assert config["max_kl_final"] is None and config["gamma"] == 0.99
         assert config["cg_iters"] == 25 and config["normalize_reward"] is True  # the rest is the preset
+
+
+def test_curvature_runs_on_hopper_keep_the_cg_iterations_they_were_made_with():
+    """bench-runs/curvature/ Hopper-v5 runs were made with the preset's 10 CG iterations of the
+    time; the preset takes 25 since, which a rerun (or a resumed run) must not pick up."""
+    from trustpg.config.presets import preset_overrides
+    from trustpg.experiments import curvature
+
+    assert preset_overrides("mujoco", "Hopper-v5").get("cg_iters", 25) != 10
+    assert curvature.run_config("Hopper-v5", "cg")["cg_iters"] == 10
+    assert curvature.run_config("Hopper-v5", "kfac-cg")["pcg_iters"] == 5
+    assert curvature.run_config("HalfCheetah-v5", "cg")["cg_iters"] == 25

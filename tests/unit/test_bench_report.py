@@ -39,14 +39,16 @@ def test_ablation_rows_show_changed_critic_and_cg_settings_only(tmp_path):
 
 
 def test_a_setting_that_is_common_but_not_the_envs_preset_is_shown(tmp_path):
-    """Hopper-v5's preset uses 10 CG iterations; a run with the common 25 shows cg_iters=25."""
-    config = asdict(TrainConfig(**{**preset_overrides("mujoco", "Hopper-v5"), "cg_iters": 25}))
-    run = tmp_path / "Hopper-v5__cg25__trpo__s0"
+    """Walker2d-v5's preset uses 5 critic epochs; a run with the common 20 shows vf_epochs=20."""
+    common = preset_overrides("mujoco", "Hopper-v5")["vf_epochs"]  # Hopper keeps the common count
+    assert preset_overrides("mujoco", "Walker2d-v5")["vf_epochs"] != common
+    config = asdict(TrainConfig(**{**preset_overrides("mujoco", "Walker2d-v5"), "vf_epochs": common}))
+    run = tmp_path / "Walker2d-v5__vfep20__trpo__s0"
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"algo": "trpo", **config}, default=str))
-    (run / "summary.json").write_text(json.dumps({"eval_mean": 3500.0, "software": {}}))
-    (row,) = [line for line in bench_report._ablations(tmp_path) if line.startswith("| H")]
-    assert "cg_iters=25" in row
+    (run / "summary.json").write_text(json.dumps({"eval_mean": 4500.0, "software": {}}))
+    (row,) = [line for line in bench_report._ablations(tmp_path) if line.startswith("| W")]
+    assert f"vf_epochs={common}" in row
 
 
 def test_a_critic_epoch_change_is_shown(tmp_path):
