@@ -96,7 +96,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         # (ten seeds 3491 ± 154). Back to 25 for issue 23's target (3,740), on one host (AMD EPYC):
         # seeds 0-2 3,482 / 3,361 / 3,265 (15246af; Hopper's code and preset as at 6eb4061) ->
         # 3,624 / 3,691 / 3,354 (6eb4061, --set cg_iters=25; every seed higher; δ 0.03 and 0.06 gave
-        # 3,498 and 3,300 there). Chosen on these three seeds.
+        # 3,498 and 3,300 there). Chosen on these three seeds. Ten seeds at f86947e: 3,500 ± 130
+        # (held-out 5-9: 3,528), level with 10 iterations' 3,520 ± 149 (3112b05, another CPU); paired
+        # on the AMD EPYC, 10 iterations gave 3,484 / 3,400 / 3,373 / 3,679 on seeds 3-6 against
+        # 3,310 / 3,383 / 3,394 / 3,597: not shown to be better (docs/benchmarks.md, Hopper-v5).
         "Hopper-v5": {"gamma": 0.995, "max_kl_final": 0.002},
         # Swimmer-v5: γ 0.9999 (as sb3-contrib; 0.999 and 0.99999 were worse), GAE λ 0.99 and a
         # wider initial policy, log σ₀ = +0.5. Swimmer is bimodal (a swimming gait ~355-362 or a slow
