@@ -116,6 +116,32 @@ def test_tune_resumes_after_ctrl_c(tmp_path):
     assert retry.params == interrupted.params
 
 
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["processes", "ray"])
+def test_sigterm_stops_the_tune_as_ctrl_c_does(tmp_path, workers):
+    """``kill PID`` (a scheduler's stop) on the tune process: its running trial finishes its update
+    and checkpoints, and the tune says how to continue. With Ray tasks it was killed on the spot
+    (``ray.init`` replaces the SIGTERM handler with one that exits at once)."""
+    if workers:
+        pytest.importorskip("ray")
+    args = [*tune_args(tmp_path, 2, steps=1_000_000), *workers]
+    trial0 = tmp_path / "tune" / "trial_0000"
+    proc = subprocess.Popen(
+        preexec_fn=as_from_a_terminal, args=[sys.executable, "-m", "trustpg", *args], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        wait_for(lambda: rows(trial0) >= 2, "the first trial's second update")
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    assert "Continue with: trustpg tune" in stdout
+    assert (trial0 / "checkpoints" / "last.safetensors").is_file()
+    interrupted = [t for t in study(tmp_path).trials if t.user_attrs.get("interrupted")]
+    assert interrupted and all(t.state.name == "FAIL" for t in interrupted)
+
+
 @pytest.mark.parametrize(
     "space, message",
     [

@@ -6,13 +6,17 @@ until its share is done, against the one study. On a cluster every node must rea
 ``--ray-address`` takes a database URL as ``--storage`` (e.g. ``postgresql://...``), not the
 default SQLite file. Ray runs its workers outside the terminal's process group; Ctrl-C reaches this
 process, which cancels each task once: Ray calls the task's SIGINT handler, so its trial stops after
-the current update with a checkpoint, exactly as with ``--jobs``.
+the current update with a checkpoint, exactly as with ``--jobs``. SIGTERM does the same (``ray.init``
+would otherwise have it kill this process on the spot, the tasks with it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from trustpg.app.workers import INTERRUPTED, overall_status
@@ -46,21 +50,40 @@ def _task(t: Tune, worker: int, share: int) -> int:
     return guarded(lambda: tune_worker(t, worker, share))
 
 
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """In the block, SIGTERM raises KeyboardInterrupt, as Ctrl-C does (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def run_on_ray(t: Tune, shares: list[int], address: str | None) -> int:
     """Runs one task per share; 130 after Ctrl-C, else the first failing task's status, else 0."""
     import ray
 
-    if address is None:
-        ray.init(num_cpus=len(shares), include_dashboard=False)
-    else:
-        from trustpg.sampling.ray_connect import connect_ray
+    from trustpg.sampling.ray_connect import connect_ray, keeping_signal_handlers
 
-        connect_ray(ray, address)
+    with keeping_signal_handlers():
+        if address is None:
+            ray.init(num_cpus=len(shares), include_dashboard=False)
+        else:
+            connect_ray(ray, address)
     try:
         task: Any = ray.remote(num_cpus=1)(_task)
         refs = [task.remote(t, w, n) for w, n in enumerate(shares)]
         try:
-            return overall_status(ray.get(refs), stopped=False)
+            with _sigterm_as_ctrl_c():
+                return overall_status(ray.get(refs), stopped=False)
         except KeyboardInterrupt:
             for ref in refs:  # Ray calls each task's SIGINT handler: the trial checkpoints and stops
                 ray.cancel(ref)

@@ -39,7 +39,7 @@ from trustpg.config.train_config import TrainConfig
 from trustpg.core.moments import Moments, RunningMeanStd, combine_all
 from trustpg.envs.source import EnvSource, is_custom
 from trustpg.errors import EnvFault, MissingExtra
-from trustpg.sampling.ray_connect import connect_ray
+from trustpg.sampling.ray_connect import connect_ray, keeping_signal_handlers
 from trustpg.sampling.rollout import NORM_EPS, Batch, Collector, obs_handling
 
 RAY_HINT = "pip install 'trustpg[ray]'"
@@ -192,10 +192,11 @@ class RayCollector:
         self._ray = ray = import_ray()
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
-            if c.ray_address:
-                connect_ray(ray, c.ray_address)
-            else:  # a local instance; as many CPUs as workers so that no actor waits forever
-                ray.init(num_cpus=max(os.cpu_count() or 1, c.workers), include_dashboard=False)
+            with keeping_signal_handlers():  # SIGTERM: finish the update and checkpoint
+                if c.ray_address:
+                    connect_ray(ray, c.ray_address)
+                else:  # a local instance; as many CPUs as workers so that no actor waits forever
+                    ray.init(num_cpus=max(os.cpu_count() or 1, c.workers), include_dashboard=False)
         self._remote = ray.remote(num_cpus=1)(RolloutWorker)
         self.obs_rms, self.ret_rms, self.generator = obs_rms, ret_rms, generator
         self.update = update

@@ -5,13 +5,20 @@ Left to itself, ``ray.init`` reports a missing cluster in ways that do not fit a
 multi-line warning, and a ``host:port`` (GCS) address retries forever while Ray's C++ core logs to
 stderr. :func:`check_ray_address` probes the address first (a TCP connection, no Ray state), and
 :func:`connect_ray` runs ``ray.init`` under a deadline; both raise :class:`RayConnectError`.
+
+``ray.init`` also replaces the process's SIGTERM handler: Python's with one that exits at once, the
+C one with a stack dump. :func:`keeping_signal_handlers` gives the caller's handlers back, so that
+SIGTERM still finishes the update and checkpoints a run with rollout workers.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import socket
 import threading
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 from trustpg.errors import RayConnectError
@@ -19,6 +26,22 @@ from trustpg.errors import RayConnectError
 #: Seconds a Ray cluster given by ``ray_address`` has to answer before the run gives up.
 RAY_CONNECT_TIMEOUT = 30.0
 RAY_START_HINT = "start one with 'ray start --head', or leave ray_address unset for a local instance"
+
+
+@contextlib.contextmanager
+def keeping_signal_handlers() -> Iterator[None]:
+    """SIGINT's and SIGTERM's handlers after the block are those before it (main thread only:
+    elsewhere signals cannot be handled). Wrap ``ray.init`` in it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            if handler is not None:  # None: set outside Python, cannot be put back
+                signal.signal(sig, handler)
 
 
 def _unreachable(address: str, why: str) -> RayConnectError:
