@@ -98,8 +98,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # 3,624 / 3,691 / 3,354 (6eb4061, --set cg_iters=25; every seed higher; δ 0.03 and 0.06 gave
         # 3,498 and 3,300 there). Chosen on these three seeds. Ten seeds at f86947e: 3,500 ± 130
         # (held-out 5-9: 3,528), level with 10 iterations' 3,520 ± 149 (3112b05, another CPU); paired
-        # on the AMD EPYC, 10 iterations gave 3,484 / 3,400 / 3,373 / 3,679 on seeds 3-6 against
-        # 3,310 / 3,383 / 3,394 / 3,597: not shown to be better (docs/benchmarks.md, Hopper-v5).
+        # on the AMD EPYC over seeds 0-9, 10 iterations 3,460 against 25's 3,500 (25 ahead on 5 of
+        # 10, p = 0.42; held-out seeds 3-9: 3,499 against 3,476): level (docs/benchmarks.md, Hopper-v5).
         "Hopper-v5": {"gamma": 0.995, "max_kl_final": 0.002},
         # Swimmer-v5: γ 0.9999 (as sb3-contrib; 0.999 and 0.99999 were worse), GAE λ 0.99 and a
         # wider initial policy, log σ₀ = +0.5. Swimmer is bimodal (a swimming gait ~355-362 or a slow
