@@ -142,8 +142,9 @@ def tables(groups: dict[tuple[str, str, str], list[dict[str, Any]]], reps: int) 
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     seed_lines = [
-        "| env | algo | commit | the seeds' median episodes, mean | final evaluation per seed |",
-        "|---|---|---|---|---|",
+        "| env | algo | commit | the seeds' median episodes, mean | final evaluation per seed "
+        "| training time per seed, min (steps/s) |",
+        "|---|---|---|---|---|---|",
     ]
     for (suite, env, algo), runs in sorted(groups.items()):
         final = np.array([[r["eval_mean"]] for r in runs])
@@ -164,9 +165,23 @@ def tables(groups: dict[tuple[str, str, str], list[dict[str, Any]]], reps: int) 
         )
         per_seed = ", ".join(f"s{r['seed']}: {_n(r['eval_mean'])}" for r in runs)
         seed_lines.append(
-            f"| {env} | {algo} | `{runs[0]['commit'][:12]}` | {median_of_seeds(runs)} | {per_seed} |"
+            f"| {env} | {algo} | `{runs[0]['commit'][:12]}` | {median_of_seeds(runs)} | {per_seed} "
+            f"| {times_of_seeds(runs)} |"
         )
     return [*lines, "", *seed_lines]
+
+
+def times_of_seeds(runs: list[dict[str, Any]]) -> str:
+    """Each seed's training time in minutes and its steps per second, as its run measured them
+    ("–" for a run that recorded no time)."""
+
+    def one(r: dict[str, Any]) -> str:
+        t, sps = r.get("train_seconds"), r.get("steps_per_sec")
+        if not t or not math.isfinite(t):
+            return f"s{r['seed']}: –"
+        return f"s{r['seed']}: {t / 60:.1f}" + (f" ({sps:,.0f})" if sps else "")
+
+    return ", ".join(one(r) for r in runs)
 
 
 def median_of_seeds(runs: list[dict[str, Any]]) -> str:
@@ -286,6 +301,8 @@ def write_report(runs: Path, docs: Path, reps: int) -> None:
         "In the per-seed table, each seed's median evaluation episode averaged over the seeds: level",
         "with the mean when each seed's episodes are alike, above it when single episodes failed (a",
         "fall; on Ant also standing still or lying on its back), below it when single ones ran far better.",
+        "Its last column is each run's training time (its updates, as metrics.csv's wall_time has them;",
+        "evaluations not included) and steps per second, on the CPU the first table names.",
         "",
         *tables(groups, reps),
         "",

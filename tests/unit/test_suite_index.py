@@ -235,6 +235,22 @@ def test_the_per_seed_table_puts_the_seeds_median_episode_next_to_their_evaluati
     header = next(line for line in lines if "final evaluation per seed" in line)
     row = lines[lines.index(header) + 2]
     assert header.split(" | ")[3] == "the seeds' median episodes, mean"
-    assert row.split(" | ")[3] == "150" and row.endswith("s0: 90.0, s1: 200 |")
+    assert row.split(" | ")[3] == "150" and row.split(" | ")[4] == "s0: 90.0, s1: 200"
     no_episodes = [{**e, "eval_median": None} for e in index]
     assert suite_report.median_of_seeds(no_episodes) == "–"
+
+
+def test_the_per_seed_table_gives_each_runs_training_time_and_steps_per_second(tmp_path):
+    """Issue 23 asks for the wall time and steps/s of each run: each seed's, from its metrics (the
+    last row's wall_time over its steps), not only the row's median."""
+    for seed, wall in enumerate([90.0, 150.0]):
+        run = _run(tmp_path, f"mujoco-v5/aaaa/Hopper-v5/trpo/preset/s{seed}", seed, 1.0, "a" * 40)
+        csv = f"update,env_steps,mean_return,wall_time\n1,150,0.0,{wall / 2}\n2,300,30.0,{wall}\n"
+        (run / "metrics.csv.gz").write_bytes(gzip.compress(csv.encode()))
+    index = suite_index.build_index(tmp_path)
+    lines = suite_report.tables(suite_report.headline_groups(index), reps=200)
+    header = next(line for line in lines if "final evaluation per seed" in line)
+    assert header.split(" | ")[5] == "training time per seed, min (steps/s) |"
+    row = lines[lines.index(header) + 2]
+    assert row.split(" | ")[5] == "s0: 1.5 (3), s1: 2.5 (2) |"
+    assert suite_report.times_of_seeds([{"seed": 4, "train_seconds": None}]) == "s4: –"
