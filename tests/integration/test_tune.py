@@ -87,21 +87,28 @@ def test_tune_writes_results_resumes_and_its_best_config_trains_again(tmp_path, 
     assert summary["eval_mean"] == pytest.approx(best.value)
 
 
+def _stopped_after_two_updates(args, trial, stop):
+    """``trustpg tune ARGS`` in its own session, as from a terminal; ``stop(proc)`` once ``trial``
+    has logged two updates. Returns the process and its output."""
+    proc = subprocess.Popen(
+        preexec_fn=as_from_a_terminal, args=[sys.executable, "-m", "trustpg", *args], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        wait_for(lambda: rows(trial) >= 2, "the first trial's second update")
+        stop(proc)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc, stdout, stderr
+
+
 def test_tune_resumes_after_ctrl_c(tmp_path):
     """Ctrl-C (to the whole process group, as a terminal sends it) stops the trial after its update
     with a checkpoint; the same command then finishes the tune, trying that trial again."""
     args = tune_args(tmp_path, 2, steps=30_000)
     trial0 = tmp_path / "tune" / "trial_0000"
-    proc = subprocess.Popen(
-        preexec_fn=as_from_a_terminal, args=[sys.executable, "-m", "trustpg", *args], start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        wait_for(lambda: rows(trial0) >= 2, "the first trial's second update")
-        os.killpg(proc.pid, signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    proc, stdout, stderr = _stopped_after_two_updates(args, trial0, lambda p: os.killpg(p.pid, signal.SIGINT))
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert "Continue with: trustpg tune" in stdout
@@ -125,16 +132,7 @@ def test_sigterm_stops_the_tune_as_ctrl_c_does(tmp_path, workers):
         pytest.importorskip("ray")
     args = [*tune_args(tmp_path, 2, steps=1_000_000), *workers]
     trial0 = tmp_path / "tune" / "trial_0000"
-    proc = subprocess.Popen(
-        preexec_fn=as_from_a_terminal, args=[sys.executable, "-m", "trustpg", *args], start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        wait_for(lambda: rows(trial0) >= 2, "the first trial's second update")
-        proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    proc, stdout, stderr = _stopped_after_two_updates(args, trial0, lambda p: p.send_signal(signal.SIGTERM))
     assert proc.returncode == 130, stderr
     assert "Continue with: trustpg tune" in stdout
     assert (trial0 / "checkpoints" / "last.safetensors").is_file()
