@@ -49,7 +49,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         # the run (the full-batch Fisher): over seeds 0-4, 3463 ± 1143 -> 4528 ± 314 on the same
         # stack, with steady final gaits instead of falls in some evaluation episodes
         # (docs/benchmarks.md; with the Fisher on every 2nd state it did not help). Then 5 critic
-        # epochs per batch instead of 20: 4528 ± 314 -> 4799 ± 233 over seeds 0-4.
+        # epochs per batch instead of 20: 4528 ± 314 -> 4799 ± 233 over seeds 0-4. Candidate, not yet
+        # run at a commit that makes it the preset: steps_per_env=128, max_kl=0.03, damping=0.3,
+        # gamma=0.995 gave 4,580 over seeds 0-9 at 8b9afaf (held-out 5-9: 4,602) against 4,398.
         "Walker2d-v5": {
             "num_envs": 16,
             "steps_per_env": 64,
