@@ -6,6 +6,8 @@ The budgets are too small for the numbers to mean anything; docs/theory.md shows
 from __future__ import annotations
 
 import csv
+import json
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +80,26 @@ def test_curvature_runs_on_hopper_keep_the_cg_iterations_they_were_made_with():
     assert curvature.run_config("Hopper-v5", "cg")["cg_iters"] == 10
     assert curvature.run_config("Hopper-v5", "kfac-cg")["pcg_iters"] == 5
     assert curvature.run_config("HalfCheetah-v5", "cg")["cg_iters"] == 25
+
+
+def test_every_recorded_curvature_run_was_made_with_what_a_rerun_would_use():
+    """A rerun (or a resumed run) of bench-runs/curvature/ repeats each recorded run's settings,
+    whatever the presets became since. The one known rename: kfac-cg's runs made before
+    pcg_iters existed set cg_iters=5 (curvature.VARIANTS), which kfac-cg then used."""
+    from trustpg.experiments import curvature
+
+    root = Path(__file__).resolve().parents[2] / "bench-runs" / "curvature"
+    configs = sorted(root.glob("*/*/s*/config.json"))
+    assert len(configs) >= 50  # CartPole, Hopper, HalfCheetah and Walker2d, several variants
+    for file in configs:
+        env, variant = file.parts[-4], file.parts[-3]
+        recorded, skip = json.loads(file.read_text()), set[str]()
+        if variant == "kfac-cg" and "pcg_iters" not in recorded:
+            recorded["pcg_iters"], skip = recorded["cg_iters"], {"cg_iters"}
+        for key, value in curvature.run_config(env, variant).items():
+            if key in skip:
+                continue
+            value = list(value) if isinstance(value, tuple) else value
+            assert recorded.get(key) == value, (
+                f"{file}: {key} recorded {recorded.get(key)!r}, rerun {value!r}"
+            )

@@ -53,8 +53,12 @@ ENVS: dict[str, tuple[str, int]] = {
     "Walker2d-v5": ("mujoco", 1_000_000),
 }
 #: Settings the recorded runs were made with where the preset has moved on since (Hopper's preset
-#: took 10 CG iterations until f86947e, 25 after), so that a rerun repeats them.
-PINNED: dict[str, dict[str, Any]] = {"Hopper-v5": {"cg_iters": 10}}
+#: took 10 CG iterations until f86947e, 25 after; Walker2d's batch, δ, damping and γ changed after
+#: fb2b2a7), so that a rerun repeats them.
+PINNED: dict[str, dict[str, Any]] = {
+    "Hopper-v5": {"cg_iters": 10},
+    "Walker2d-v5": {"steps_per_env": 64, "max_kl": 0.01, "damping": 0.1, "gamma": 0.99},
+}
 SMOKE_STEPS = 1024
 #: States of the batch for the angle to the exact natural gradient (off by default in training).
 ANGLE_STATES = 1024
