@@ -12,6 +12,7 @@ from trustpg.io.manifest import (
     code_version,
     config_hash,
     consistency,
+    cpu_features,
     provenance,
     record_session,
 )
@@ -96,6 +97,40 @@ def test_the_recorded_torch_is_the_build_that_ran_not_the_wheel_metadata(monkeyp
     from importlib import metadata
 
     assert software_versions()["torch"] == metadata.version("torch")  # not imported: the metadata
+
+
+def test_one_cpu_name_with_other_features_is_named_as_a_change():
+    """Two hosts called "AMD EPYC" rounded a Walker2d-v5 run differently from its first update on
+    (925fbe3 against 8b9afaf, same code path and packages: docs/reliability.md): the name is not
+    enough, so the features are recorded and compared (when both sessions have them)."""
+
+    def on(features: str | None) -> dict:
+        machine = {"cpu": "AMD EPYC", "cores": 2} | ({"cpu_features": features} if features else {})
+        return {"commit": "a" * 40, "machine": machine, "software": {}}
+
+    assert changed_since_start([on("AVX512, flags 0a1b2c3d"), on("AVX512, flags 0a1b2c3d")]) == []
+    assert changed_since_start([on("AVX512, flags 0a1b2c3d"), on("AVX2, flags ecfefe0f")]) == [
+        "CPU features AVX512, flags 0a1b2c3d → AVX2, flags ecfefe0f"
+    ]
+    assert changed_since_start([on(None), on("AVX2, flags ecfefe0f")]) == []  # older runs: unknown
+
+
+def test_cpu_features_name_torchs_kernel_level_and_the_flags(tmp_path):
+    import torch
+
+    features = cpu_features()
+    assert features.startswith(f"{torch.backends.cpu.get_cpu_capability()}, flags ")
+    assert features == cpu_features()  # stable on one host
+    assert provenance(["x"])["machine"]["cpu_features"] == features
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: X\nflags\t\t: sse2 avx2 fma\n")
+    a = cpu_features(cpuinfo)
+    cpuinfo.write_text("model name\t: X\nflags\t\t: fma avx2 sse2\n")
+    assert cpu_features(cpuinfo) == a  # the order of the flags does not matter
+    cpuinfo.write_text("model name\t: X\nflags\t\t: sse2 avx2 fma avx512f\n")
+    assert cpu_features(cpuinfo) != a  # one more feature does
+    cpuinfo.unlink()
+    assert cpu_features(cpuinfo).endswith("flags unknown")  # no /proc/cpuinfo: said, not guessed
 
 
 def test_changed_since_start_names_the_commit_cpu_and_packages_that_differ():

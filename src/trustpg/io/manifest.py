@@ -2,7 +2,8 @@
 
 A manifest names the code (trustpg's git commit and whether the tree had uncommitted changes;
 the installed version when trustpg is not a git checkout), the software stack (package versions),
-the machine (CPU model, usable cores, OS), the full command and a hash of the complete config.
+the machine (CPU model, its instruction-set features, usable cores, OS), the full command and a
+hash of the complete config.
 It is written when a run starts; each ``--resume`` (or ``Agent.learn`` continuing in the same
 directory) appends a session, so a run continued with other code says so and a results index
 can keep it out of a headline row (``benchmarks/suite.py``).
@@ -71,6 +72,25 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The instruction sets that decide the arithmetic: PyTorch's kernel level (e.g. AVX2, AVX512)
+    and a hash of the CPU's feature flags. Two hosts with one model name can differ here (a
+    hypervisor masks features; a model name such as "AMD EPYC" spans generations), and then
+    round differently from the first operation on (docs/reliability.md, Determinism)."""
+    import torch
+
+    flags = ""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("flags"):
+                flags = " ".join(sorted(line.split(":", 1)[1].split()))
+                break
+    except OSError:
+        pass
+    digest = hashlib.sha256(flags.encode()).hexdigest()[:8] if flags else "unknown"
+    return f"{torch.backends.cpu.get_cpu_capability()}, flags {digest}"
+
+
 def provenance(command: list[str] | None = None) -> dict[str, Any]:
     """Where a result comes from: time, code (commit, dirty), software stack, machine and the
     command (``sys.argv`` unless given). Every benchmark record carries it (docs/benchmarks.md)."""
@@ -79,7 +99,12 @@ def provenance(command: list[str] | None = None) -> dict[str, Any]:
         "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         **code_version(),
         "software": software_versions(),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "os": platform.platform()},
+        "machine": {
+            "cpu": cpu_model(),
+            "cpu_features": cpu_features(),
+            "cores": os.cpu_count(),
+            "os": platform.platform(),
+        },
         "command": shlex.join([Path(argv[0]).name, *argv[1:]]) if argv else "",
     }
 
@@ -117,15 +142,18 @@ def consistency(sessions: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def changed_since_start(sessions: list[dict[str, Any]]) -> list[str]:
-    """What the last session ran on that differs from the first: the commit, the CPU model and the
-    package versions, each as ``"what first → now"``. Bit-exact resume holds only when this is
-    empty: another CPU model or library build rounds differently from its first operation on
-    (docs/reliability.md, Determinism)."""
+    """What the last session ran on that differs from the first: the commit, the CPU model and
+    features (when both sessions recorded them) and the package versions, each as ``"what first →
+    now"``. Bit-exact resume holds only when this is empty: another CPU or library build rounds
+    differently from its first operation on (docs/reliability.md, Determinism)."""
     if len(sessions) < 2:
         return []
     first, last = sessions[0], sessions[-1]
+    was_machine, now_machine = first.get("machine", {}), last.get("machine", {})
     pairs = [("commit", first.get("commit"), last.get("commit")),
-             ("CPU", first.get("machine", {}).get("cpu"), last.get("machine", {}).get("cpu"))]  # fmt: skip
+             ("CPU", was_machine.get("cpu"), now_machine.get("cpu"))]  # fmt: skip
+    if "cpu_features" in was_machine and "cpu_features" in now_machine:
+        pairs.append(("CPU features", was_machine["cpu_features"], now_machine["cpu_features"]))
     was, now = first.get("software", {}), last.get("software", {})
     pairs += [(name, was[name], now[name]) for name in sorted(was.keys() & now.keys()) if name != "cores"]
     return [f"{what} {a} → {b}" for what, a, b in pairs if a != b]
