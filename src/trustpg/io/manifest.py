@@ -61,32 +61,33 @@ def code_version() -> dict[str, Any]:
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
-def cpu_model() -> str:
-    """The CPU's model name (Linux /proc/cpuinfo; platform.processor() elsewhere)."""
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def _cpuinfo_field(name: str, cpuinfo: Path) -> str | None:
+    """The first ``name : value`` line of Linux's cpuinfo (None when absent or unreadable)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith(name):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
 
 
-def cpu_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo; platform.processor() elsewhere)."""
+    return _cpuinfo_field("model name", CPUINFO) or platform.processor() or platform.machine()
+
+
+def cpu_features(cpuinfo: Path = CPUINFO) -> str:
     """The instruction sets that decide the arithmetic: PyTorch's kernel level (e.g. AVX2, AVX512)
     and a hash of the CPU's feature flags. Two hosts with one model name can differ here (a
     hypervisor masks features; a model name such as "AMD EPYC" spans generations), and then
     round differently from the first operation on (docs/reliability.md, Determinism)."""
     import torch
 
-    flags = ""
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("flags"):
-                flags = " ".join(sorted(line.split(":", 1)[1].split()))
-                break
-    except OSError:
-        pass
+    flags = " ".join(sorted((_cpuinfo_field("flags", cpuinfo) or "").split()))
     digest = hashlib.sha256(flags.encode()).hexdigest()[:8] if flags else "unknown"
     return f"{torch.backends.cpu.get_cpu_capability()}, flags {digest}"
 
