@@ -53,8 +53,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         # 4,398 ± 439 at 3112b05, some evaluation episodes fallen). Then twice the batch (16 x 128),
         # δ 0.03 with damping 0.3 and γ 0.995 (Hopper's horizon), fixed after seeds 0-4 (8b9afaf,
         # --set): seeds 0-4 4,558, held-out 5-9 4,602, no evaluation episode fallen; ten seeds
-        # 4,580 ± 397 against 4,398 ± 439 (above on 8 of 10 seeds, Welch p = 0.37). Made the preset
-        # at the commit after fb2b2a7; its ten seeds are in docs/benchmarks.md.
+        # 4,580 ± 397 against 4,398 ± 439 (above on 8 of 10 seeds, Welch p = 0.37). The preset
+        # since 925fbe3; its ten seeds there: 4,516 (seeds 0-4 4,430 on another host than 8b9afaf's
+        # first five, held-out 5-9 4,602, equal to 8b9afaf's to the last digit on the same host), no
+        # evaluation episode fallen, above 3112b05's 4,398 on 7 of 10 seeds (Welch p = 0.58).
         "Walker2d-v5": {
             "num_envs": 16,
             "steps_per_env": 128,
