@@ -140,6 +140,8 @@ def entry(run: Path, root: Path) -> dict[str, Any] | None:
         "sessions": len(sessions),
         "started": sessions[0]["started"] if sessions else None,
         "cpu": sessions[0]["machine"]["cpu"] if sessions else None,
+        # Since fb82dab: one CPU name can hide processors that round differently (reliability.md).
+        "cpu_features": sessions[0]["machine"].get("cpu_features") if sessions else None,
         "software": (sessions[-1]["software"] if sessions else summary.get("software")),
         "command": sessions[0]["command"] if sessions else None,
         "config_hash": sessions[0]["config_hash"] if sessions else None,

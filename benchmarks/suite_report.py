@@ -118,13 +118,15 @@ def _half(runs: list[dict[str, Any]], lo: int, hi: int) -> str:
 
 
 def cpus(runs: list[dict[str, Any]]) -> str:
-    """The CPU models a row's runs ran on, with their counts ("Intel Xeon ×9, AMD EPYC ×1"). The
-    same commit and seed on two CPU models are two different runs: float rounding differs from the
-    first update on (docs/benchmarks.md), so a row is a sample over seeds and the machines named."""
+    """The CPU models a row's runs ran on, with their counts ("Intel Xeon ×9, AMD EPYC ×1"), and
+    their features where recorded ("AMD EPYC (AVX2, flags ecfefe0f) ×3"). The same commit and seed
+    on two CPUs are two different runs: float rounding differs from the first update on
+    (docs/benchmarks.md), so a row is a sample over seeds and the machines named."""
     names: dict[str, int] = defaultdict(int)
     for r in runs:
         cpu = re.sub(r"\((R|TM)\)|\b(Processor|CPU)\b", "", r.get("cpu") or "not recorded")
-        names[" ".join(cpu.split())] += 1
+        features = f" ({r['cpu_features']})" if r.get("cpu_features") else ""
+        names[" ".join(cpu.split()) + features] += 1
     return ", ".join(f"{name} ×{n}" for name, n in sorted(names.items(), key=lambda kv: (-kv[1], kv[0])))
 
 

@@ -20,7 +20,14 @@ import suite_report
 
 
 def _run(
-    root: Path, rel: str, seed: int, ret: float, commit: str | None, dirty: bool = False, cpu: str = "x"
+    root: Path,
+    rel: str,
+    seed: int,
+    ret: float,
+    commit: str | None,
+    dirty: bool = False,
+    cpu: str = "x",
+    features: str | None = None,
 ) -> Path:
     run = root / rel
     run.mkdir(parents=True)
@@ -30,7 +37,8 @@ def _run(
     (run / "metrics.csv.gz").write_bytes(gzip.compress(csv.encode()))
     if commit is not None:
         session = {"commit": commit, "dirty": dirty, "started": f"2026-12-02T10:0{seed}:00+00:00",
-                   "machine": {"cpu": cpu}, "software": {}, "command": "c", "config_hash": "h"}  # fmt: skip
+                   "machine": {"cpu": cpu} | ({"cpu_features": features} if features else {}),
+                   "software": {}, "command": "c", "config_hash": "h"}  # fmt: skip
         manifest = {"sessions": [session], "commit": commit, "clean": not dirty}
         (run / "manifest.json").write_text(json.dumps(manifest))
     return run
@@ -87,6 +95,27 @@ def test_a_headline_row_names_the_cpu_models_its_runs_ran_on(tmp_path):
     assert header.rstrip(" |").endswith("| CPU")
     assert row.endswith("| Intel Xeon ×2, AMD EPYC ×1 |")
     assert len(row.split(" | ")) == len(header.split(" | "))
+
+
+def test_a_headline_row_names_the_cpu_features_where_its_runs_recorded_them(tmp_path):
+    """Two hosts called "AMD EPYC" rounded one Walker2d run differently (docs/reliability.md): a
+    row names the features its manifests recorded, and runs from before they were recorded apart."""
+    features = [None, "AVX2, flags ecfefe0f", "AVX2, flags ecfefe0f", "AVX512, flags 0a1b2c3d"]
+    for seed, f in enumerate(features):
+        _run(
+            tmp_path,
+            f"mujoco-v5/aaaa/Hopper-v5/trpo/preset/s{seed}",
+            seed,
+            100.0,
+            "a" * 40,
+            cpu="AMD EPYC",
+            features=f,
+        )
+    groups = suite_report.headline_groups(suite_index.build_index(tmp_path))
+    _, _, row, *_ = suite_report.tables(groups, reps=200)
+    assert row.endswith(
+        "| AMD EPYC (AVX2, flags ecfefe0f) ×2, AMD EPYC ×1, AMD EPYC (AVX512, flags 0a1b2c3d) ×1 |"
+    )
 
 
 def test_a_row_trained_on_cut_episodes_says_so_next_to_its_area_under_the_curve(tmp_path):
