@@ -283,3 +283,11 @@ def test_the_per_seed_table_gives_each_runs_training_time_and_steps_per_second(t
     row = lines[lines.index(header) + 2]
     assert row.split(" | ")[5] == "s0: 1.5 (3), s1: 2.5 (2) |"
     assert suite_report.times_of_seeds([{"seed": 4, "train_seconds": None}]) == "s4: –"
+
+
+def test_target_mark_counts_the_seeds_that_reached_the_single_published_agent_alone():
+    runs = [{"eval_mean": x} for x in (5_149.0, 4_933.0, 4_400.0, 3_677.0)]
+    assert suite_report.reached(runs, 4_933.0) == " ✗, 2/4 seeds ≥"  # a seed at the target counts
+    assert suite_report.reached(runs, 4_000.0) == " ✓, 3/4 seeds ≥"
+    assert suite_report.reached([{"eval_mean": -4.0}, {"eval_mean": -5.0}], -4.82) == " ✓, 1/2 seeds ≥"
+    assert suite_report.reached(runs, math.nan) == ""
